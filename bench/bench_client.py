@@ -1,0 +1,137 @@
+"""Client overhead, measured side by side in one run (not a test: it prints figures).
+
+1. Parsing each fixture with ``parse_reply`` vs ``json.loads`` of the same bytes
+   (goal: at most 3x).
+2. A full ``Terminal.sale`` against a local instant-reply HTTP server vs a bare
+   ``httpx.get`` + ``json.loads`` of the same URL (goal: at most 1.15x). A stricter
+   baseline, a reused ``httpx.Client``, is printed too.
+
+Rounds alternate between the contenders so that drift on a shared machine hits both.
+
+    python bench/bench_client.py [--sales 400] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from ecrlink import Terminal
+from ecrlink.protocol import parse_reply
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+REPLY = (FIXTURES / "sale_approved_swipe.json").read_bytes()
+
+
+def best_of(
+    rounds: int, contenders: dict[str, Callable[[], None]], repeat: int
+) -> dict[str, float]:
+    """Seconds per call, the median of ``rounds`` alternating rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            samples[name].append((time.perf_counter() - start) / repeat)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def bench_parse(rounds: int) -> None:
+    print("1. parse_reply vs json.loads, per fixture (goal <= 3.0x)")
+    worst = 0.0
+    for path in sorted(FIXTURES.glob("*.json")):
+        raw = path.read_bytes()
+        times = best_of(
+            rounds,
+            {"json": lambda raw=raw: json.loads(raw), "ecrlink": lambda raw=raw: parse_reply(raw)},
+            repeat=20_000,
+        )
+        ratio = times["ecrlink"] / times["json"]
+        worst = max(worst, ratio)
+        print(
+            f"   {path.stem:<22} json.loads {times['json'] * 1e6:6.2f} us   "
+            f"parse_reply {times['ecrlink'] * 1e6:6.2f} us   ratio {ratio:4.2f}x"
+        )
+    print(f"   worst ratio {worst:.2f}x  {'OK' if worst <= 3.0 else 'OVER GOAL'}")
+
+
+class InstantTerminal:
+    """A loopback HTTP server that answers every GET at once with the sale fixture,
+    echoing the request id, one connection per request (like a real terminal)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.template = REPLY.replace(b'"Request:001"', b'"%s"', 1)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                target = head.split(b" ", 2)[1]
+                rid = target.split(b"rqt=", 1)[1].split(b"|", 1)[0]
+                body = self.template.replace(b"%s", rid, 1)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+                )
+
+
+def bench_sale(sales: int, rounds: int) -> None:
+    print(f"2. Terminal.sale vs bare httpx.get + json.loads ({sales} sales x {rounds} rounds)")
+    server = InstantTerminal()
+    url = server.url + "/ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5"
+    pos = Terminal(server.url, client_id="UserName:Manh123")
+    client = httpx.Client()
+    times = best_of(
+        rounds,
+        {
+            "httpx.get": lambda: json.loads(httpx.get(url).content),
+            "httpx.Client.get": lambda: json.loads(client.get(url).content),
+            "Terminal.sale": lambda: pos.sale(123456, fields="12345"),
+        },
+        repeat=sales // rounds or 1,
+    )
+    for name, seconds in times.items():
+        print(f"   {name:<18} {seconds * 1e3:6.3f} ms per sale")
+    ratio = times["Terminal.sale"] / times["httpx.get"]
+    strict = times["Terminal.sale"] / times["httpx.Client.get"]
+    print(f"   ratio vs httpx.get        {ratio:4.2f}x  {'OK' if ratio <= 1.15 else 'OVER GOAL'}")
+    print(f"   ratio vs reused Client    {strict:4.2f}x  (stricter baseline, for information)")
+    pos.close()
+    client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sales", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, httpx {httpx.__version__}")
+    bench_parse(args.rounds)
+    bench_sale(args.sales, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The one exception tree of ecrlink.
+
+Everything ecrlink raises on purpose is an ``EcrError``; foreign errors (httpx,
+pyserial, sqlite3, OSError) are translated at the boundary that meets them::
+
+    EcrError
+    ├── ProtocolError
+    │   ├── LocalProtocolError        our caller asked for something the protocol cannot say
+    │   │   └── FieldError            one field broke one rule (names both); also a ValueError
+    │   └── RemoteProtocolError       the terminal sent something we cannot accept
+    │       ├── ReplyTooLarge
+    │       ├── RequestIdMismatch     a reply that answers another request
+    │       └── AmountMismatch        an approval for another amount than we asked
+    ├── TransportError                the bytes did not make it
+    │   ├── ConnectError
+    │   ├── ReadError                 connection closed or broken while waiting for the reply
+    │   ├── WriteError
+    │   └── TransportTimeout          also a builtin TimeoutError
+    │       ├── ConnectTimeout
+    │       └── ReadTimeout
+    ├── TerminalBusy                  another transaction holds the terminal
+    ├── InDoubtPending                a previous payment on this terminal is still unknown
+    ├── JournalError
+    ├── ConfigError
+    └── ReconcileError
+        └── InputFileError            a file we cannot read (names file, row, column)
+
+Which of these mean "the terminal may have charged the card" is decided by the
+client, not here: a ``TransportError`` after the first byte was sent, or any
+``RemoteProtocolError``, leaves a payment in doubt.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmountMismatch",
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "EcrError",
+    "FieldError",
+    "InDoubtPending",
+    "InputFileError",
+    "JournalError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "ReadError",
+    "ReadTimeout",
+    "ReconcileError",
+    "RemoteProtocolError",
+    "ReplyTooLarge",
+    "RequestIdMismatch",
+    "TerminalBusy",
+    "TransportError",
+    "TransportTimeout",
+    "WriteError",
+]
+
+
+class EcrError(Exception):
+    """Root of every error ecrlink raises on purpose."""
+
+
+class ProtocolError(EcrError):
+    """A message could not be built or understood."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller asked for something the protocol cannot express."""
+
+
+class FieldError(LocalProtocolError, ValueError):
+    """One field of a request broke one rule.
+
+    ``field`` names the field as the user knows it (``amount``, ``invoice``, ``F4``),
+    ``rule`` says what was expected, so a cashier-facing message can be built from them.
+    """
+
+    def __init__(self, field: str, rule: str, value: object = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.value = value
+        super().__init__(f"{field}: {rule}")
+
+
+class RemoteProtocolError(ProtocolError):
+    """The terminal sent bytes that are not an acceptable reply."""
+
+    def __init__(self, message: str, raw: bytes = b"") -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class ReplyTooLarge(RemoteProtocolError):
+    """The reply grew past the size limit without ending."""
+
+
+class RequestIdMismatch(RemoteProtocolError):
+    """The reply carries another requestId than the request: it is not our answer."""
+
+
+class AmountMismatch(RemoteProtocolError):
+    """The terminal approved an amount other than the one requested."""
+
+
+class TransportError(EcrError):
+    """The request or the reply did not cross the link."""
+
+
+class ConnectError(TransportError):
+    """The terminal could not be reached (refused, no route, no such port)."""
+
+
+class ReadError(TransportError):
+    """The link broke or closed while the reply was awaited."""
+
+
+class WriteError(TransportError):
+    """The request could not be written."""
+
+
+class TransportTimeout(TransportError, TimeoutError):
+    """A bound on waiting was reached."""
+
+
+class ConnectTimeout(TransportTimeout):
+    """The terminal did not accept the connection in time."""
+
+
+class ReadTimeout(TransportTimeout):
+    """The terminal did not finish its reply in time."""
+
+
+class TerminalBusy(EcrError):
+    """Another transaction holds the terminal (our lock, or the terminal said so)."""
+
+
+class InDoubtPending(EcrError):
+    """A payment on this terminal is still in doubt; a new sale needs ``force=True``."""
+
+    def __init__(self, message: str, journal_ids: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.journal_ids = journal_ids
+
+
+class JournalError(EcrError):
+    """The journal could not be opened, read or written."""
+
+
+class ConfigError(EcrError):
+    """The configuration file or an option is wrong."""
+
+
+class ReconcileError(EcrError):
+    """Reconciliation could not be carried out."""
+
+
+class InputFileError(ReconcileError):
+    """A file given to reconciliation cannot be read; says where."""
+
+    def __init__(
+        self,
+        path: str,
+        message: str,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = path
+        self.row = row
+        self.column = column
+        where = path
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {message}")

@@ -1,0 +1,71 @@
+"""Transports: the bytes of a request line out, the bytes of one reply back.
+
+``open_transport(url)`` picks one by URL: ``http://`` and ``https://`` go over httpx,
+``serial:``, device paths, ``socket://`` and ``rfc2217://`` over pyserial.
+"""
+
+from __future__ import annotations
+
+from .._exceptions import ConfigError
+from .base import AsyncTransport, Transport
+from .http import AsyncHttpTransport, HttpTransport, certificate_fingerprint
+from .serial import AsyncSerialTransport, SerialTransport, serial_port_from_url
+
+__all__ = [
+    "AsyncHttpTransport",
+    "AsyncSerialTransport",
+    "AsyncTransport",
+    "HttpTransport",
+    "SerialTransport",
+    "Transport",
+    "certificate_fingerprint",
+    "is_serial_url",
+    "open_async_transport",
+    "open_transport",
+    "serial_port_from_url",
+]
+
+_SERIAL_PREFIXES = ("serial:", "socket://", "rfc2217://", "loop://", "/dev/")
+
+
+def is_serial_url(url: str) -> bool:
+    """True for URLs that name a serial line rather than an HTTP terminal."""
+    return url.startswith(_SERIAL_PREFIXES) or url.upper().startswith("COM")
+
+
+def _check_scheme(url: str) -> None:
+    if not isinstance(url, str) or not url:
+        raise ConfigError("terminal URL: must be a non-empty string")
+    if url.startswith(("http://", "https://")) or is_serial_url(url):
+        return
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ConfigError(
+        f"terminal URL: unknown scheme {scheme!r}; use http://, https://, serial:, "
+        "socket:// or rfc2217://"
+    )
+
+
+def open_transport(
+    url: str, *, connect_timeout: float = 5.0, tls_fingerprint: str | None = None
+) -> Transport:
+    """A blocking transport for ``url``."""
+    _check_scheme(url)
+    if is_serial_url(url):
+        if tls_fingerprint is not None:
+            raise ConfigError("tls_fingerprint: only meaningful with an https:// URL")
+        return SerialTransport(url, connect_timeout=connect_timeout)
+    return HttpTransport(url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint)
+
+
+def open_async_transport(
+    url: str, *, connect_timeout: float = 5.0, tls_fingerprint: str | None = None
+) -> AsyncTransport:
+    """An asyncio transport for ``url``."""
+    _check_scheme(url)
+    if is_serial_url(url):
+        if tls_fingerprint is not None:
+            raise ConfigError("tls_fingerprint: only meaningful with an https:// URL")
+        return AsyncSerialTransport(url, connect_timeout=connect_timeout)
+    return AsyncHttpTransport(
+        url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint
+    )

@@ -1,0 +1,91 @@
+"""Shared test helpers: the real-terminal fixtures and a scripted raw TCP server."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture_bytes(name: str) -> bytes:
+    """The exact bytes of one fixture file."""
+    return (FIXTURES / name).read_bytes()
+
+
+class RawServer:
+    """A real TCP server on loopback whose reply is scripted per connection.
+
+    ``handler(conn, request_bytes)`` gets the accepted socket after the request head
+    was read, and does whatever a misbehaving terminal would. Requests are recorded.
+    """
+
+    def __init__(self, handler: Callable[[socket.socket, bytes], None]) -> None:
+        self.handler = handler
+        self.requests: list[bytes] = []
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+            except OSError:
+                return
+            self.requests.append(data)
+            with contextlib.suppress(OSError):
+                self.handler(conn, data)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(timeout=2)
+
+
+def http_reply(body: bytes, status: str = "200 OK", version: str = "HTTP/1.1") -> bytes:
+    """A well-formed HTTP reply carrying ``body``."""
+    head = (
+        f"{version} {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Callable[[socket.socket, bytes], None]], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(handler: Callable[[socket.socket, bytes], None]) -> RawServer:
+        server = RawServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

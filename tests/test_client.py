@@ -1,0 +1,77 @@
+"""Client-level decisions: request ids, settings, the amount check."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from ecrlink import AmountMismatch, ConfigError, FieldError, Terminal
+from tests.conftest import RawServer, http_reply
+
+Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
+
+
+def echo_sale(amount: str) -> Callable[[socket.socket, bytes], None]:
+    """A terminal that approves whatever request id it gets, for ``amount``."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        line = request.split(b" ")[1].decode()
+        rid, cid = line.split("rqt=")[1].split("&")[0].split("|")
+        body = json.dumps({
+            "requestId": rid, "clientId": cid, "command": "sale", "status": "DONE",
+            "transInfo": {"amount": amount, "returnCode": "00", "receiptNo": "1"},
+        }).encode()
+        conn.sendall(http_reply(body))
+
+    return handler
+
+
+def test_generated_request_ids_are_unique_and_short(raw_server: Start) -> None:
+    server = raw_server(echo_sale("5000"))
+    with Terminal(server.url) as pos:
+        ids = [pos.sale(5000).request_id for _ in range(30)]
+    assert len(set(ids)) == 30
+    assert all(i is not None and 0 < len(i) <= 20 for i in ids)
+
+
+def test_approved_for_another_amount_is_loud(raw_server: Start) -> None:
+    server = raw_server(echo_sale("50000"))
+    with Terminal(server.url) as pos, pytest.raises(AmountMismatch):
+        pos.sale(5000)
+
+
+def test_bad_input_raises_before_anything_is_sent(raw_server: Start) -> None:
+    server = raw_server(echo_sale("5000"))
+    with Terminal(server.url) as pos:
+        with pytest.raises(FieldError, match="invoice"):
+            pos.sale(5000, invoice="A|B")
+        with pytest.raises(FieldError, match="amount"):
+            pos.sale(-1)
+        with pytest.raises(FieldError, match="receipt_no"):
+            pos.void("abc")
+    assert server.requests == []
+
+
+def test_transliteration_is_opt_in_per_terminal(raw_server: Start) -> None:
+    server = raw_server(echo_sale("5000"))
+    with Terminal(server.url, transliterate=True) as pos:
+        pos.sale(5000, invoice="Hóa đơn 5")
+    line = server.requests[0].split(b"\r\n")[0]
+    assert line.endswith(b"cmd=sale|5000|||Hoa%20don%205|| HTTP/1.1")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"timeout": 0}, {"timeout": float("inf")}, {"connect_timeout": -1}, {"timeout": "5"}],
+)
+def test_timeouts_must_be_positive_and_finite(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Terminal("http://127.0.0.1:1", **kwargs)  # type: ignore[arg-type]
+
+
+def test_client_id_is_validated() -> None:
+    with pytest.raises(FieldError, match="client_id"):
+        Terminal("http://127.0.0.1:1", client_id="a|b")

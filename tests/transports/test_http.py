@@ -1,0 +1,286 @@
+"""The HTTP transport against real sockets: exact wire bytes, quirks, every failure."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ecrlink import (
+    AsyncTerminal,
+    ConfigError,
+    ConnectError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    ReplyTooLarge,
+    RequestIdMismatch,
+    Terminal,
+    TerminalBusy,
+)
+from ecrlink.transports import certificate_fingerprint
+from tests.conftest import RawServer, fixture_bytes, http_reply
+
+Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
+
+
+def replying(body: bytes, **kw: str) -> Callable[[socket.socket, bytes], None]:
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(http_reply(body, **kw))
+
+    return handler
+
+
+def request_line(raw: bytes) -> bytes:
+    return raw.split(b"\r\n", 1)[0]
+
+
+def test_wire_request_line_is_the_spec_line(raw_server: Start) -> None:
+    server = raw_server(replying(fixture_bytes("sale_approved_swipe.json")))
+    with Terminal(server.url, client_id="UserName:Manh123") as pos:
+        result = pos.sale(123456, fields=["1", "2", "3", "4", "5"], request_id="Request:001")
+    assert result.approved
+    head = server.requests[0]
+    assert request_line(head) == (
+        b"GET /ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5 HTTP/1.1"
+    )
+    assert b"\r\nConnection: close\r\n" in head
+    assert b"\r\nAccept-Encoding: identity\r\n" in head
+
+
+def test_last_trans_space_goes_as_percent_20(raw_server: Start) -> None:
+    server = raw_server(replying(fixture_bytes("last_trans_chip.json")))
+    with Terminal(server.url, client_id="Manh123") as pos:
+        result = pos.last_transaction(request_id="Request:001")
+    assert result.command == "last trans" and result.approved
+    assert request_line(server.requests[0]) == (
+        b"GET /ecr?rqt=Request:001|Manh123&cmd=last%20trans HTTP/1.1"
+    )
+
+
+def test_void_and_settle_lines(raw_server: Start) -> None:
+    server = raw_server(replying(fixture_bytes("void_serial.json")))
+    with Terminal(server.url, client_id="456") as pos:
+        assert pos.void(61, request_id="123").approved
+    assert request_line(server.requests[0]) == b"GET /ecr?rqt=123|456&cmd=void|61 HTTP/1.1"
+    server = raw_server(replying(fixture_bytes("settle_serial.json")))
+    with Terminal(server.url, client_id="456") as pos:
+        assert pos.settle(request_id="123").approved
+    assert request_line(server.requests[0]) == b"GET /ecr?rqt=123|456&cmd=settle|YES HTTP/1.1"
+
+
+def test_http10_reply_without_content_length_read_to_close(raw_server: Start) -> None:
+    body = fixture_bytes("sale_chip_serial.json")
+
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n")
+        for i in range(0, len(body), 100):
+            conn.sendall(body[i : i + 100])
+            time.sleep(0.005)
+
+    server = raw_server(handler)
+    with Terminal(server.url, client_id="UserName:Manh123") as pos:
+        result = pos.sale(2000, request_id="Request:001")
+    assert result.transaction is not None and result.transaction.amount == 2000
+
+
+def test_closed_without_reply_is_a_read_error(raw_server: Start) -> None:
+    server = raw_server(lambda conn, _req: None)
+    with Terminal(server.url) as pos, pytest.raises(ReadError):
+        pos.sale(1000)
+
+
+def test_connection_cut_mid_reply_is_a_read_error(raw_server: Start) -> None:
+    body = fixture_bytes("sale_approved_swipe.json")
+
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(http_reply(body)[:-100])
+
+    server = raw_server(handler)
+    with Terminal(server.url) as pos, pytest.raises(ReadError):
+        pos.sale(123456)
+
+
+def test_silent_terminal_is_a_read_timeout_which_is_a_timeout_error(raw_server: Start) -> None:
+    release = threading.Event()
+    server = raw_server(lambda conn, _req: release.wait(5))
+    started = time.monotonic()
+    with Terminal(server.url, timeout=0.3) as pos, pytest.raises(ReadTimeout) as info:
+        pos.sale(1000)
+    release.set()
+    assert isinstance(info.value, TimeoutError)
+    assert 0.25 < time.monotonic() - started < 3
+
+
+def test_nobody_listening_is_a_connect_error() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with Terminal(f"http://127.0.0.1:{port}", connect_timeout=1) as pos:
+        with pytest.raises(ConnectError):
+            pos.last_transaction()
+
+
+def test_503_means_busy(raw_server: Start) -> None:
+    server = raw_server(replying(b'{"status":"BUSY"}', status="503 Service Unavailable"))
+    with Terminal(server.url) as pos, pytest.raises(TerminalBusy):
+        pos.sale(1000)
+
+
+def test_other_http_errors_are_remote_errors(raw_server: Start) -> None:
+    body = b'{"status":"ERROR","message":"bad amount"}'
+    server = raw_server(replying(body, status="400 Bad Request"))
+    with Terminal(server.url) as pos, pytest.raises(RemoteProtocolError, match="HTTP 400"):
+        pos.sale(1000)
+
+
+def test_reply_to_another_request_id_is_refused(raw_server: Start) -> None:
+    server = raw_server(replying(fixture_bytes("sale_approved_swipe.json")))
+    with Terminal(server.url) as pos, pytest.raises(RequestIdMismatch):
+        pos.sale(123456, request_id="Request:002")
+
+
+def test_endless_reply_is_cut_at_64k(raw_server: Start) -> None:
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n{\"a\":\"")
+        for _ in range(100):
+            conn.sendall(b"x" * 1024)
+
+    server = raw_server(handler)
+    with Terminal(server.url) as pos, pytest.raises(ReplyTooLarge):
+        pos.sale(1000)
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://10.0.0.1", "http://", "http://10.0.0.1/path", "10.0.0.1:80", ""]
+)
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError, match="terminal URL"):
+        Terminal(url)
+
+
+def test_async_terminal_same_wire(raw_server: Start) -> None:
+    server = raw_server(replying(fixture_bytes("sale_approved_swipe.json")))
+
+    async def run() -> bool:
+        async with AsyncTerminal(server.url, client_id="UserName:Manh123") as pos:
+            result = await pos.sale(123456, fields="12345", request_id="Request:001")
+            return result.approved
+
+    assert asyncio.run(run())
+    assert request_line(server.requests[0]).startswith(
+        b"GET /ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5 "
+    )
+
+
+def test_async_timeout_and_closed(raw_server: Start) -> None:
+    release = threading.Event()
+    slow = raw_server(lambda conn, _req: release.wait(5))
+    closed = raw_server(lambda conn, _req: None)
+
+    async def run() -> None:
+        async with AsyncTerminal(slow.url, timeout=0.2) as pos:
+            with pytest.raises(ReadTimeout):
+                await pos.sale(1000)
+        async with AsyncTerminal(closed.url) as pos:
+            with pytest.raises(ReadError):
+                await pos.sale(1000)
+
+    asyncio.run(run())
+    release.set()
+
+
+# --- https with a pinned self-signed certificate ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=terminal", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+class TlsServer:
+    """A one-reply-per-connection HTTPS server with a self-signed certificate."""
+
+    def __init__(self, cert: Path, key: Path, body: bytes) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.body = body
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                tls = self.context.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()
+                continue
+            with tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    self.requests.append(data)
+                    tls.sendall(http_reply(self.body))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_https_pinned_fingerprint_accepts_the_right_certificate(
+    self_signed: tuple[Path, Path],
+) -> None:
+    cert, key = self_signed
+    server = TlsServer(cert, key, fixture_bytes("sale_approved_swipe.json"))
+    fingerprint = certificate_fingerprint(ssl.PEM_cert_to_DER_cert(cert.read_text()))
+    try:
+        with Terminal(server.url, client_id="UserName:Manh123", tls_fingerprint=fingerprint) as p:
+            assert p.sale(123456, request_id="Request:001").approved
+        assert len(server.requests) == 1
+    finally:
+        server.close()
+
+
+def test_https_wrong_fingerprint_sends_nothing(
+    self_signed: tuple[Path, Path],
+) -> None:
+    cert, key = self_signed
+    server = TlsServer(cert, key, fixture_bytes("sale_approved_swipe.json"))
+    try:
+        with Terminal(server.url, tls_fingerprint="ab" * 32) as pos:
+            with pytest.raises(ConnectError, match="does not match the pinned"):
+                pos.sale(123456)
+        assert server.requests == []
+    finally:
+        server.close()
+
+
+def test_fingerprint_needs_https_and_hex() -> None:
+    with pytest.raises(ConfigError):
+        Terminal("http://127.0.0.1:1", tls_fingerprint="ab" * 32)
+    with pytest.raises(ConfigError, match="64 hex"):
+        Terminal("https://127.0.0.1:1", tls_fingerprint="xyz")

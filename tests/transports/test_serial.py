@@ -1,0 +1,162 @@
+"""The serial transport over real pseudo-terminals and a socket:// converter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from ecrlink import AsyncTerminal, ConfigError, ConnectError, ReadTimeout, Terminal
+from ecrlink.transports import serial_port_from_url
+from tests.conftest import fixture_bytes
+
+
+@dataclass
+class FakeSerialTerminal:
+    """The terminal's end of a pty: reads a request line, answers in scripted chunks."""
+
+    chunks: list[bytes]
+    pause: float = 0.03
+    master: int = -1
+    path: str = ""
+    received: list[bytes] = field(default_factory=list)
+    last_byte_at: float = 0.0
+
+    def start(self) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        data = b""
+        while True:  # the request has no terminator: it ends at an idle gap
+            ready, _, _ = select.select([self.master], [], [], 0.05 if data else 5)
+            if not ready:
+                break
+            try:
+                data += os.read(self.master, 4096)
+            except OSError:
+                return
+        self.received.append(data)
+        for i, chunk in enumerate(self.chunks):
+            if i:
+                time.sleep(self.pause)
+            os.write(self.master, chunk)
+            self.last_byte_at = time.monotonic()
+
+    def close(self) -> None:
+        for fd in (self.master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def fake_terminal() -> Iterator[list[FakeSerialTerminal]]:
+    made: list[FakeSerialTerminal] = []
+    yield made
+    for terminal in made:
+        terminal.close()
+
+
+def split(raw: bytes, parts: int) -> list[bytes]:
+    size = -(-len(raw) // parts)
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def test_reply_in_chunks_returns_right_after_the_last_byte(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    raw = fixture_bytes("sale_chip_serial.json")
+    term = FakeSerialTerminal(split(raw, 5), pause=0.05)
+    term.start()
+    fake_terminal.append(term)
+    with Terminal(f"serial://{term.path}", client_id="UserName:Manh123") as pos:
+        result = pos.sale(2000, fields="12345", request_id="Request:001")
+        returned_at = time.monotonic()
+    assert result.approved and result.raw == raw
+    assert term.received == [fixture_bytes("sale_chip_serial.request")]
+    # Not after an idle timeout: within a few milliseconds of the closing brace.
+    assert returned_at - term.last_byte_at < 0.02
+
+
+def test_half_a_reply_then_silence_is_a_read_timeout(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    raw = fixture_bytes("void_serial.json")
+    term = FakeSerialTerminal([raw[:300]])
+    term.start()
+    fake_terminal.append(term)
+    with Terminal(f"serial:{term.path}", client_id="456", timeout=0.4) as pos:
+        with pytest.raises(ReadTimeout, match="300 bytes received"):
+            pos.void(61, request_id="123")
+
+
+def test_async_serial(fake_terminal: list[FakeSerialTerminal]) -> None:
+    raw = fixture_bytes("settle_serial.json")
+    term = FakeSerialTerminal(split(raw, 3))
+    term.start()
+    fake_terminal.append(term)
+
+    async def run() -> bool:
+        async with AsyncTerminal(f"serial://{term.path}", client_id="456") as pos:
+            return (await pos.settle(request_id="123")).approved
+
+    assert asyncio.run(run())
+    assert term.received == [fixture_bytes("settle_serial.request")]
+
+
+def test_socket_url_for_serial_over_ethernet_converters() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    got: list[bytes] = []
+
+    def converter() -> None:
+        conn, _ = server.accept()
+        with conn:
+            got.append(conn.recv(4096))
+            conn.sendall(fixture_bytes("last_trans_chip.json"))
+            time.sleep(0.2)
+
+    threading.Thread(target=converter, daemon=True).start()
+    with Terminal(f"socket://127.0.0.1:{port}", client_id="Manh123") as pos:
+        assert pos.last_transaction(request_id="Request:001").approved
+    server.close()
+    assert got == [b"/ecr?rqt=Request:001|Manh123&cmd=last trans"]
+
+
+def test_missing_device_is_a_connect_error() -> None:
+    with Terminal("serial:///dev/does-not-exist") as pos, pytest.raises(ConnectError):
+        pos.settle()
+
+
+@pytest.mark.parametrize(
+    ("url", "port", "baud"),
+    [
+        ("serial:///dev/ttyUSB0", "/dev/ttyUSB0", 115200),
+        ("serial:/dev/ttyS1", "/dev/ttyS1", 115200),
+        ("serial:COM3", "COM3", 115200),
+        ("COM4", "COM4", 115200),
+        ("serial:///dev/ttyUSB0?baudrate=9600", "/dev/ttyUSB0", 9600),
+        ("rfc2217://10.0.0.9:4001", "rfc2217://10.0.0.9:4001", 115200),
+        ("socket://10.0.0.9:4001", "socket://10.0.0.9:4001", 115200),
+    ],
+)
+def test_serial_url_forms(url: str, port: str, baud: int) -> None:
+    assert serial_port_from_url(url) == (port, baud)
+
+
+@pytest.mark.parametrize("url", ["serial:", "serial:///dev/x?baudrate=fast", "serial:COM1?x=1"])
+def test_bad_serial_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        serial_port_from_url(url)
