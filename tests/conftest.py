@@ -89,3 +89,13 @@ def raw_server() -> Iterator[Callable[[Callable[[socket.socket, bytes], None]], 
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture(autouse=True)
+def private_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own journal and lock directory, never the user's."""
+    home = tmp_path_factory.mktemp("ecrlink-home")
+    monkeypatch.setenv("ECRLINK_HOME", str(home))
+    return home

@@ -1,12 +1,19 @@
-"""``Terminal`` and ``AsyncTerminal``: drive one card terminal.
+"""``Terminal`` and ``AsyncTerminal``: drive one card terminal, safely.
 
-Both share ``_TerminalBase``, which holds every decision (request ids, validation,
-timeouts, checking that a reply answers its request); only the sending is written
-twice.
+Every command takes the terminal's lock (one transaction per terminal across threads
+and processes), is written to the journal as pending before its first byte is sent,
+and ends in the journal with its answer. A sale or void whose answer is lost or
+unreadable becomes *in doubt* and is resolved at once with ``last trans``; the caller
+always gets one answer: approved, declined, canceled, or unknown (never "declined"
+for a timeout).
+
+Both classes share ``_TerminalBase``, which holds every decision; only the I/O paths
+(sending, sleeping between ``last trans`` retries) are written twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -14,12 +21,35 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ._exceptions import ConfigError
+from ._exceptions import (
+    AmountMismatch,
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    EcrError,
+    InDoubtPending,
+    RemoteProtocolError,
+    TerminalBusy,
+    TransportError,
+)
+from .journal import (
+    Entry,
+    Journal,
+    ResolvedBy,
+    State,
+    TerminalLock,
+    Verdict,
+    default_data_dir,
+    judge,
+)
 from .protocol import (
     LastTrans,
+    Outcome,
     Request,
     Result,
     Sale,
@@ -30,19 +60,21 @@ from .protocol import (
     mask_card_numbers,
     parse_reply,
 )
-from .transports import (
-    AsyncTransport,
-    Transport,
-    open_async_transport,
-    open_transport,
-)
+from .transports import AsyncTransport, Transport, open_async_transport, open_transport
 
-__all__ = ["AsyncTerminal", "Terminal"]
+__all__ = ["AsyncTerminal", "JournalOption", "Terminal"]
 
 wire_log = logging.getLogger("ecrlink.wire")
 log = logging.getLogger("ecrlink")
 
 DEFAULT_CLIENT_ID = "ECRLINK"
+
+JournalOption = Journal | str | os.PathLike[str] | bool | None
+"""``True`` (default): the journal in the user's data directory; a path or a ``Journal``:
+that one; ``False``/``None``: no journal (no recovery across crashes, no guard)."""
+
+# Failures after which the terminal cannot have charged anything.
+_NOT_SENT = (ConnectError, ConnectTimeout, TerminalBusy)
 
 
 def _positive_seconds(name: str, value: float) -> float:
@@ -51,6 +83,16 @@ def _positive_seconds(name: str, value: float) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise ConfigError(f"{name}: must be a positive, finite number of seconds")
     return float(value)
+
+
+def _open_journal(option: JournalOption) -> Journal | None:
+    if option is True:
+        return Journal()
+    if option is False or option is None:
+        return None
+    if isinstance(option, Journal):
+        return option
+    return Journal(option)
 
 
 class _RequestIds:
@@ -74,28 +116,38 @@ class _RequestIds:
 
 
 class _TerminalBase:
-    """Everything a terminal client decides, without any I/O."""
+    """Everything a terminal client decides, without the I/O."""
 
     def __init__(
         self,
         url: str,
         *,
-        client_id: str = DEFAULT_CLIENT_ID,
-        timeout: float = 180.0,
-        connect_timeout: float = 5.0,
-        status_timeout: float = 30.0,
-        transliterate: bool = False,
+        client_id: str,
+        timeout: float,
+        connect_timeout: float,
+        status_timeout: float,
+        recovery_timeout: float,
+        lock_timeout: float,
+        transliterate: bool,
+        journal: JournalOption,
     ) -> None:
         self.url = url
         self.client_id = check_field("client_id", client_id, allow_empty=False)
         self.timeout = _positive_seconds("timeout", timeout)
         self.connect_timeout = _positive_seconds("connect_timeout", connect_timeout)
         self.status_timeout = _positive_seconds("status_timeout", status_timeout)
+        self.recovery_timeout = _positive_seconds("recovery_timeout", recovery_timeout)
+        self.lock_timeout = _positive_seconds("lock_timeout", lock_timeout)
         self.transliterate = transliterate
+        self.journal = _open_journal(journal)
+        lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
+        self._lock_dir: Path = lock_dir
         self._ids = _RequestIds()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} client_id={self.client_id!r}>"
+
+    # --- building requests ------------------------------------------------------------
 
     def _request_id(self, given: str | None) -> str:
         return self._ids.next() if given is None else given
@@ -130,12 +182,36 @@ class _TerminalBase:
             request_id=self._request_id(request_id), client_id=self.client_id, confirm=confirm
         )
 
-    def _last(self, request_id: str | None) -> LastTrans:
+    def _last(self, request_id: str | None = None) -> LastTrans:
         return LastTrans(request_id=self._request_id(request_id), client_id=self.client_id)
+
+    def _lock(self) -> TerminalLock:
+        return TerminalLock(self._lock_dir, self.url, wait=self.lock_timeout)
 
     def _timeout_for(self, request: Request) -> float:
         # last trans is answered from the terminal's memory; no customer in the loop.
         return self.status_timeout if isinstance(request, LastTrans) else self.timeout
+
+    # --- the journaled exchange, step by step ------------------------------------------
+
+    def _guard(self, request: Request, force: bool) -> None:
+        """Refuse a new sale while a payment on this terminal is still in doubt."""
+        if self.journal is None or force or not isinstance(request, Sale):
+            return
+        open_ = self.journal.unresolved(self.url)
+        if open_:
+            ids = tuple(e.id for e in open_)
+            raise InDoubtPending(
+                f"{self.url}: payment(s) {', '.join(map(str, ids))} still in doubt; look at the "
+                "terminal's receipts and resolve them (ecrlink journal resolve) before a new "
+                "sale, or pass force=True",
+                ids,
+            )
+
+    def _begin(self, request: Request) -> int | None:
+        if wire_log.isEnabledFor(logging.DEBUG):
+            wire_log.debug(">>> %s [pid %d]", request.line(), os.getpid())
+        return self.journal.begin(self.url, request) if self.journal else None
 
     def _interpret(self, request: Request, raw: bytes) -> Result:
         if wire_log.isEnabledFor(logging.DEBUG):
@@ -148,9 +224,89 @@ class _TerminalBase:
             )
         return result
 
-    def _log_request(self, request: Request) -> None:
-        if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug(">>> %s [pid %d]", request.line(), os.getpid())
+    def _record(self, entry_id: int | None, result: Result) -> Result:
+        if entry_id is not None and self.journal is not None:
+            self.journal.record_result(entry_id, result)
+            result.journal_id = entry_id
+        return result
+
+    def _on_amount_mismatch(self, entry_id: int | None, exc: AmountMismatch, raw: bytes) -> None:
+        """The card was charged another amount: record the approval, then be loud."""
+        if entry_id is not None and self.journal is not None:
+            result = parse_reply(raw)
+            self.journal.record_result(entry_id, result, note=f"AMOUNT MISMATCH: {exc}")
+        log.error("%s: %s", self.url, exc)
+
+    def _on_failure(self, request: Request, entry_id: int | None, exc: BaseException) -> bool:
+        """Record a failed exchange; True if the outcome must be resolved with last trans."""
+        money = isinstance(request, Sale | Void)
+        if isinstance(exc, _NOT_SENT):
+            state, note = State.FAILED, f"not sent: {exc}"
+        elif isinstance(exc, TransportError | RemoteProtocolError) and isinstance(
+            request, LastTrans
+        ):
+            state, note = State.FAILED, str(exc)
+        elif isinstance(exc, EcrError):
+            state, note = State.IN_DOUBT, str(exc)
+        else:  # Ctrl-C, or a bug: the terminal may still finish the payment
+            state, note = State.IN_DOUBT, f"interrupted ({type(exc).__name__})"
+        if entry_id is not None and self.journal is not None:
+            self.journal.record_failure(entry_id, state, note)
+        return state is State.IN_DOUBT and money and isinstance(exc, EcrError)
+
+    def _previous_approval(self, entry_id: int | None) -> Entry | None:
+        if self.journal is None or entry_id is None:
+            return None
+        return self.journal.last_approved_before(self.url, entry_id)
+
+    def _conclude(
+        self, request_id: str, amount: int | None, command: str, client_id: str,
+        entry_id: int | None, last: Result | None, why: str,
+    ) -> Result:
+        """Turn what last trans said (or that it never answered) into the final result."""
+        if last is None:
+            verdict, reason = Verdict.UNKNOWN, "last trans got no answer"
+        else:
+            judgement = judge(request_id, amount, self._previous_approval(entry_id), last)
+            verdict, reason = judgement.verdict, judgement.reason
+        detail = f"{why}; {reason}"
+        if verdict is Verdict.APPROVED and last is not None:
+            result = replace(
+                last, command=command, request_id=request_id, client_id=client_id,
+                detail=detail, journal_id=entry_id,
+            )
+            if entry_id is not None and self.journal is not None:
+                self.journal.record_result(
+                    entry_id, result, by=ResolvedBy.LAST_TRANS, note=detail
+                )
+            return result
+        if verdict is Verdict.NOT_APPROVED:
+            if entry_id is not None and self.journal is not None:
+                self.journal.resolve(
+                    entry_id, State.DECLINED, by=ResolvedBy.LAST_TRANS, note=detail
+                )
+            return Result(
+                command=command, status=None, outcome=Outcome.DECLINED, request_id=request_id,
+                client_id=client_id, detail=detail, journal_id=entry_id,
+            )
+        log.warning("%s: payment %s is in doubt: %s", self.url, request_id, detail)
+        return Result(
+            command=command, status=None, outcome=Outcome.UNKNOWN, request_id=request_id,
+            client_id=client_id, detail=detail, journal_id=entry_id,
+        )
+
+    def _backoff(self, delay: float, deadline: float) -> float | None:
+        """The next pause before retrying last trans, or None when out of time."""
+        if time.monotonic() + delay >= deadline:
+            return None
+        return delay
+
+    def _orphans(self) -> list[Entry]:
+        """Under the lock: crash leftovers become in doubt; return what is unresolved."""
+        if self.journal is None:
+            return []
+        self.journal.orphans_to_in_doubt(self.url)
+        return self.journal.unresolved(self.url)
 
 
 class Terminal(_TerminalBase):
@@ -159,7 +315,10 @@ class Terminal(_TerminalBase):
     ``url`` is ``http://host[:port]``, ``https://…``, ``serial:///dev/ttyUSB0``,
     ``serial:COM3``, ``socket://host:port`` or ``rfc2217://host:port``. ``timeout``
     is how long a sale or void may wait for the customer; ``connect_timeout`` bounds
-    reaching the terminal; ``status_timeout`` bounds ``last trans``.
+    reaching the terminal; ``status_timeout`` bounds one ``last trans``;
+    ``recovery_timeout`` bounds resolving an in-doubt payment (retrying ``last trans``
+    while the terminal is busy); ``lock_timeout`` bounds waiting for another
+    transaction on the same terminal. See ``JournalOption`` for ``journal``.
 
     >>> with Terminal("http://192.168.1.50") as pos:          # doctest: +SKIP
     ...     result = pos.sale(150_000, invoice="HD0001")
@@ -174,17 +333,17 @@ class Terminal(_TerminalBase):
         timeout: float = 180.0,
         connect_timeout: float = 5.0,
         status_timeout: float = 30.0,
+        recovery_timeout: float = 60.0,
+        lock_timeout: float = 30.0,
         transliterate: bool = False,
+        journal: JournalOption = True,
         tls_fingerprint: str | None = None,
         transport: Transport | None = None,
     ) -> None:
         super().__init__(
-            url,
-            client_id=client_id,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            status_timeout=status_timeout,
-            transliterate=transliterate,
+            url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
+            status_timeout=status_timeout, recovery_timeout=recovery_timeout,
+            lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
         )
         self._transport = transport or open_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -205,11 +364,78 @@ class Terminal(_TerminalBase):
         """Close the link to the terminal."""
         self._transport.close()
 
-    def send(self, request: Request) -> Result:
-        """Send one prepared request and return its checked result."""
-        self._log_request(request)
-        raw = self._transport.exchange(request.line(), timeout=self._timeout_for(request))
-        return self._interpret(request, raw)
+    # --- the I/O paths ---------------------------------------------------------------
+
+    def send(self, request: Request, *, force: bool = False) -> Result:
+        """Send one prepared request under the terminal's lock, journaled; see the class."""
+        with self._lock():
+            if self._orphans():
+                self._resolve_all(patient=False)
+            self._guard(request, force)
+            return self._exchange(request)
+
+    def _exchange(self, request: Request) -> Result:
+        entry_id = self._begin(request)
+        raw = b""
+        try:
+            raw = self._transport.exchange(request.line(), timeout=self._timeout_for(request))
+            return self._record(entry_id, self._interpret(request, raw))
+        except AmountMismatch as exc:
+            self._on_amount_mismatch(entry_id, exc, raw)
+            raise
+        except BaseException as exc:
+            if not self._on_failure(request, entry_id, exc):
+                raise
+            why = str(exc)
+        amount = request.amount if isinstance(request, Sale) else None
+        last = self._ask_last_trans(time.monotonic() + self.recovery_timeout)
+        return self._conclude(
+            request.request_id, amount, request.command.value, request.client_id,
+            entry_id, last, why,
+        )
+
+    def _ask_last_trans(self, deadline: float) -> Result | None:
+        """``last trans``, retried with backoff while the terminal is busy, until ``deadline``."""
+        delay = 0.1
+        while True:
+            request = self._last()
+            remaining = deadline - time.monotonic()
+            try:
+                raw = self._transport.exchange(
+                    request.line(), timeout=max(0.05, min(self.status_timeout, remaining))
+                )
+                return self._interpret(request, raw)
+            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
+                log.info("%s: last trans not answered yet (%s)", self.url, exc)
+            pause = self._backoff(delay, deadline)
+            if pause is None:
+                return None
+            time.sleep(pause)
+            delay = min(delay * 2, 2.0)
+
+    def _resolve_all(self, *, patient: bool) -> list[Result]:
+        results: list[Result] = []
+        assert self.journal is not None
+        for entry in self.journal.unresolved(self.url):
+            wait = self.recovery_timeout if patient else self.status_timeout
+            last = self._ask_last_trans(time.monotonic() + wait)
+            results.append(self._conclude(
+                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
+                entry.note or "in doubt",
+            ))
+        return results
+
+    def recover(self) -> list[Result]:
+        """Resolve this terminal's pending and in-doubt payments with ``last trans``.
+
+        Pending rows left by a crash become in doubt first. Returns one result per
+        payment that was unresolved; those still unknown stay in doubt for the cashier.
+        """
+        if self.journal is None:
+            return []
+        with self._lock():
+            self._orphans()
+            return self._resolve_all(patient=True)
 
     def sale(
         self,
@@ -219,9 +445,14 @@ class Terminal(_TerminalBase):
         reference: str | None = None,
         fields: Mapping[int, str] | Sequence[str] | None = None,
         request_id: str | None = None,
+        force: bool = False,
     ) -> Result:
-        """Charge ``amount`` VND; ``invoice`` travels as F3, ``reference`` as F5."""
-        return self.send(self._sale(amount, invoice, reference, fields, request_id))
+        """Charge ``amount`` VND; ``invoice`` travels as F3, ``reference`` as F5.
+
+        Refused with ``InDoubtPending`` while an earlier payment on this terminal is in
+        doubt, unless ``force``.
+        """
+        return self.send(self._sale(amount, invoice, reference, fields, request_id), force=force)
 
     def void(self, receipt_no: int | str, *, request_id: str | None = None) -> Result:
         """Cancel the sale with this receipt number in the current batch."""
@@ -237,7 +468,10 @@ class Terminal(_TerminalBase):
 
 
 class AsyncTerminal(_TerminalBase):
-    """The asyncio twin of :class:`Terminal`, with the same methods as coroutines."""
+    """The asyncio twin of :class:`Terminal`, with the same methods as coroutines.
+
+    The lock is waited for in a worker thread so the event loop never blocks on it.
+    """
 
     def __init__(
         self,
@@ -247,17 +481,17 @@ class AsyncTerminal(_TerminalBase):
         timeout: float = 180.0,
         connect_timeout: float = 5.0,
         status_timeout: float = 30.0,
+        recovery_timeout: float = 60.0,
+        lock_timeout: float = 30.0,
         transliterate: bool = False,
+        journal: JournalOption = True,
         tls_fingerprint: str | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
         super().__init__(
-            url,
-            client_id=client_id,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            status_timeout=status_timeout,
-            transliterate=transliterate,
+            url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
+            status_timeout=status_timeout, recovery_timeout=recovery_timeout,
+            lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
         )
         self._transport = transport or open_async_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -278,11 +512,81 @@ class AsyncTerminal(_TerminalBase):
         """Close the link to the terminal."""
         await self._transport.aclose()
 
-    async def send(self, request: Request) -> Result:
-        """Send one prepared request and return its checked result."""
-        self._log_request(request)
-        raw = await self._transport.exchange(request.line(), timeout=self._timeout_for(request))
-        return self._interpret(request, raw)
+    async def send(self, request: Request, *, force: bool = False) -> Result:
+        """Send one prepared request under the terminal's lock, journaled."""
+        lock = self._lock()
+        await asyncio.to_thread(lock.__enter__)
+        try:
+            if self._orphans():
+                await self._resolve_all(patient=False)
+            self._guard(request, force)
+            return await self._exchange(request)
+        finally:
+            lock.__exit__(None, None, None)
+
+    async def _exchange(self, request: Request) -> Result:
+        entry_id = self._begin(request)
+        raw = b""
+        try:
+            raw = await self._transport.exchange(
+                request.line(), timeout=self._timeout_for(request)
+            )
+            return self._record(entry_id, self._interpret(request, raw))
+        except AmountMismatch as exc:
+            self._on_amount_mismatch(entry_id, exc, raw)
+            raise
+        except BaseException as exc:
+            if not self._on_failure(request, entry_id, exc):
+                raise
+            why = str(exc)
+        amount = request.amount if isinstance(request, Sale) else None
+        last = await self._ask_last_trans(time.monotonic() + self.recovery_timeout)
+        return self._conclude(
+            request.request_id, amount, request.command.value, request.client_id,
+            entry_id, last, why,
+        )
+
+    async def _ask_last_trans(self, deadline: float) -> Result | None:
+        delay = 0.1
+        while True:
+            request = self._last()
+            remaining = deadline - time.monotonic()
+            try:
+                raw = await self._transport.exchange(
+                    request.line(), timeout=max(0.05, min(self.status_timeout, remaining))
+                )
+                return self._interpret(request, raw)
+            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
+                log.info("%s: last trans not answered yet (%s)", self.url, exc)
+            pause = self._backoff(delay, deadline)
+            if pause is None:
+                return None
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, 2.0)
+
+    async def _resolve_all(self, *, patient: bool) -> list[Result]:
+        results: list[Result] = []
+        assert self.journal is not None
+        for entry in self.journal.unresolved(self.url):
+            wait = self.recovery_timeout if patient else self.status_timeout
+            last = await self._ask_last_trans(time.monotonic() + wait)
+            results.append(self._conclude(
+                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
+                entry.note or "in doubt",
+            ))
+        return results
+
+    async def recover(self) -> list[Result]:
+        """Resolve this terminal's pending and in-doubt payments with ``last trans``."""
+        if self.journal is None:
+            return []
+        lock = self._lock()
+        await asyncio.to_thread(lock.__enter__)
+        try:
+            self._orphans()
+            return await self._resolve_all(patient=True)
+        finally:
+            lock.__exit__(None, None, None)
 
     async def sale(
         self,
@@ -292,9 +596,12 @@ class AsyncTerminal(_TerminalBase):
         reference: str | None = None,
         fields: Mapping[int, str] | Sequence[str] | None = None,
         request_id: str | None = None,
+        force: bool = False,
     ) -> Result:
         """Charge ``amount`` VND; ``invoice`` travels as F3, ``reference`` as F5."""
-        return await self.send(self._sale(amount, invoice, reference, fields, request_id))
+        return await self.send(
+            self._sale(amount, invoice, reference, fields, request_id), force=force
+        )
 
     async def void(self, receipt_no: int | str, *, request_id: str | None = None) -> Result:
         """Cancel the sale with this receipt number in the current batch."""
@@ -307,3 +614,4 @@ class AsyncTerminal(_TerminalBase):
     async def last_transaction(self, *, request_id: str | None = None) -> Result:
         """The terminal's most recent successful transaction (``last trans``)."""
         return await self.send(self._last(request_id))
+

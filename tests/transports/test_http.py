@@ -21,11 +21,10 @@ from ecrlink import (
     ReadTimeout,
     RemoteProtocolError,
     ReplyTooLarge,
-    RequestIdMismatch,
     Terminal,
     TerminalBusy,
 )
-from ecrlink.transports import certificate_fingerprint
+from ecrlink.transports import AsyncHttpTransport, HttpTransport, certificate_fingerprint
 from tests.conftest import RawServer, fixture_bytes, http_reply
 
 Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
@@ -36,6 +35,19 @@ def replying(body: bytes, **kw: str) -> Callable[[socket.socket, bytes], None]:
         conn.sendall(http_reply(body, **kw))
 
     return handler
+
+
+LINE = "/ecr?rqt=r1|c1&cmd=sale|1000|||||"
+
+
+def exchange(url: str, timeout: float = 5.0) -> bytes:
+    """One exchange on the bare transport: how its errors look before the client's
+    in-doubt handling (tested against the simulator) turns them into results."""
+    transport = HttpTransport(url, connect_timeout=1)
+    try:
+        return transport.exchange(LINE, timeout=timeout)
+    finally:
+        transport.close()
 
 
 def request_line(raw: bytes) -> bytes:
@@ -93,8 +105,8 @@ def test_http10_reply_without_content_length_read_to_close(raw_server: Start) ->
 
 def test_closed_without_reply_is_a_read_error(raw_server: Start) -> None:
     server = raw_server(lambda conn, _req: None)
-    with Terminal(server.url) as pos, pytest.raises(ReadError):
-        pos.sale(1000)
+    with pytest.raises(ReadError):
+        exchange(server.url)
 
 
 def test_connection_cut_mid_reply_is_a_read_error(raw_server: Start) -> None:
@@ -104,16 +116,16 @@ def test_connection_cut_mid_reply_is_a_read_error(raw_server: Start) -> None:
         conn.sendall(http_reply(body)[:-100])
 
     server = raw_server(handler)
-    with Terminal(server.url) as pos, pytest.raises(ReadError):
-        pos.sale(123456)
+    with pytest.raises(ReadError):
+        exchange(server.url)
 
 
 def test_silent_terminal_is_a_read_timeout_which_is_a_timeout_error(raw_server: Start) -> None:
     release = threading.Event()
     server = raw_server(lambda conn, _req: release.wait(5))
     started = time.monotonic()
-    with Terminal(server.url, timeout=0.3) as pos, pytest.raises(ReadTimeout) as info:
-        pos.sale(1000)
+    with pytest.raises(ReadTimeout) as info:
+        exchange(server.url, timeout=0.3)
     release.set()
     assert isinstance(info.value, TimeoutError)
     assert 0.25 < time.monotonic() - started < 3
@@ -133,19 +145,14 @@ def test_503_means_busy(raw_server: Start) -> None:
     server = raw_server(replying(b'{"status":"BUSY"}', status="503 Service Unavailable"))
     with Terminal(server.url) as pos, pytest.raises(TerminalBusy):
         pos.sale(1000)
+    assert len(server.requests) == 1  # refused means nothing charged: no last trans
 
 
 def test_other_http_errors_are_remote_errors(raw_server: Start) -> None:
     body = b'{"status":"ERROR","message":"bad amount"}'
     server = raw_server(replying(body, status="400 Bad Request"))
-    with Terminal(server.url) as pos, pytest.raises(RemoteProtocolError, match="HTTP 400"):
-        pos.sale(1000)
-
-
-def test_reply_to_another_request_id_is_refused(raw_server: Start) -> None:
-    server = raw_server(replying(fixture_bytes("sale_approved_swipe.json")))
-    with Terminal(server.url) as pos, pytest.raises(RequestIdMismatch):
-        pos.sale(123456, request_id="Request:002")
+    with pytest.raises(RemoteProtocolError, match="HTTP 400"):
+        exchange(server.url)
 
 
 def test_endless_reply_is_cut_at_64k(raw_server: Start) -> None:
@@ -155,8 +162,8 @@ def test_endless_reply_is_cut_at_64k(raw_server: Start) -> None:
             conn.sendall(b"x" * 1024)
 
     server = raw_server(handler)
-    with Terminal(server.url) as pos, pytest.raises(ReplyTooLarge):
-        pos.sale(1000)
+    with pytest.raises(ReplyTooLarge):
+        exchange(server.url)
 
 
 @pytest.mark.parametrize(
@@ -187,12 +194,14 @@ def test_async_timeout_and_closed(raw_server: Start) -> None:
     closed = raw_server(lambda conn, _req: None)
 
     async def run() -> None:
-        async with AsyncTerminal(slow.url, timeout=0.2) as pos:
-            with pytest.raises(ReadTimeout):
-                await pos.sale(1000)
-        async with AsyncTerminal(closed.url) as pos:
-            with pytest.raises(ReadError):
-                await pos.sale(1000)
+        slow_transport = AsyncHttpTransport(slow.url)
+        with pytest.raises(ReadTimeout):
+            await slow_transport.exchange(LINE, timeout=0.2)
+        await slow_transport.aclose()
+        closed_transport = AsyncHttpTransport(closed.url)
+        with pytest.raises(ReadError):
+            await closed_transport.exchange(LINE, timeout=5)
+        await closed_transport.aclose()
 
     asyncio.run(run())
     release.set()

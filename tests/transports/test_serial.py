@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ecrlink import AsyncTerminal, ConfigError, ConnectError, ReadTimeout, Terminal
-from ecrlink.transports import serial_port_from_url
+from ecrlink.transports import SerialTransport, serial_port_from_url
 from tests.conftest import fixture_bytes
 
 
@@ -97,9 +97,10 @@ def test_half_a_reply_then_silence_is_a_read_timeout(
     term = FakeSerialTerminal([raw[:300]])
     term.start()
     fake_terminal.append(term)
-    with Terminal(f"serial:{term.path}", client_id="456", timeout=0.4) as pos:
-        with pytest.raises(ReadTimeout, match="300 bytes received"):
-            pos.void(61, request_id="123")
+    transport = SerialTransport(f"serial:{term.path}")
+    with pytest.raises(ReadTimeout, match="300 bytes received"):
+        transport.exchange("/ecr?rqt=123|456&cmd=void|61", timeout=0.4)
+    transport.close()
 
 
 def test_async_serial(fake_terminal: list[FakeSerialTerminal]) -> None:

@@ -1,0 +1,140 @@
+"""The journal's storage: durable, private, migratable, masked."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ecrlink import JournalError
+from ecrlink.journal import SCHEMA_VERSION, Journal, ResolvedBy, State
+from ecrlink.protocol import LastTrans, Sale, Void, parse_reply
+from tests.conftest import fixture_bytes
+
+SALE = Sale.build(
+    123456, request_id="Request:001", client_id="UserName:Manh123", invoice="HD1", reference="R"
+)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "sub" / "journal.sqlite3")
+
+
+def test_created_owner_only_in_wal_mode(journal: Journal) -> None:
+    assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(journal.path.parent.stat().st_mode) == 0o700
+    db = sqlite3.connect(journal.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_pending_is_durable_before_anything_else(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    # Another connection (another process) sees it at once: it was committed.
+    other = Journal(journal.path)
+    entry = other.get(entry_id)
+    assert entry.state is State.PENDING
+    assert (entry.amount, entry.invoice, entry.reference) == (123456, "HD1", "R")
+    assert (entry.request_id, entry.client_id, entry.command) == (
+        "Request:001", "UserName:Manh123", "sale",
+    )
+
+
+def test_result_fields_are_recorded(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    state = journal.record_result(entry_id, parse_reply(fixture_bytes("sale_approved_swipe.json")))
+    entry = journal.get(entry_id)
+    assert state is State.APPROVED and entry.state is State.APPROVED
+    assert entry.resolved_by is ResolvedBy.REPLY
+    assert (entry.receipt_no, entry.approval_code, entry.ref_no) == ("6", "111112", "020037020001")
+    assert entry.card_no == "9704 XXXX XXXX 6163" and entry.card_last4 == "6163"
+    assert (entry.tid, entry.mid, entry.batch_no, entry.stan) == (
+        "31002095", "000000100091555", "3", "000010",
+    )
+    assert entry.trans_time is not None and entry.trans_time.year == 2015
+    assert entry.raw_reply == fixture_bytes("sale_approved_swipe.json")
+    assert [h["state"] for h in journal.history(entry_id)] == ["pending", "approved"]
+
+
+def test_unmasked_card_is_masked_before_storage(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = fixture_bytes("sale_approved_swipe.json").replace(
+        b"9704 XXXX XXXX 6163", b"9704 3612 3456 6163"
+    )
+    entry_id = journal.begin("http://t", SALE)
+    with caplog.at_level(logging.WARNING, logger="ecrlink.journal"):
+        journal.record_result(entry_id, parse_reply(raw))
+    entry = journal.get(entry_id)
+    assert entry.card_no == "9704 36XX XXXX 6163"
+    assert entry.raw_reply is not None and b"3612 3456" not in entry.raw_reply
+    assert "unmasked card number" in caplog.text
+    assert b"3612 3456" not in journal.path.read_bytes()
+
+
+def test_void_keeps_the_receipt_it_cancels(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", Void(request_id="1", client_id="c", receipt_no="61"))
+    assert journal.get(entry_id).void_of == "61"
+
+
+def test_cashier_resolution_records_who_and_when(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    journal.record_failure(entry_id, State.IN_DOUBT, "no reply")
+    entry = journal.resolve(
+        entry_id, State.APPROVED, by=ResolvedBy.CASHIER, who="thu.ngan", note="receipt seen",
+        receipt_no="000042",
+    )
+    assert entry.state is State.APPROVED and entry.resolved_by is ResolvedBy.CASHIER
+    assert (entry.resolved_who, entry.receipt_no) == ("thu.ngan", "000042")
+    last = journal.history(entry_id)[-1]
+    assert (last["state"], last["by"], last["who"]) == ("approved", "cashier", "thu.ngan")
+    with pytest.raises(JournalError, match="not in doubt"):
+        journal.resolve(entry_id, State.DECLINED, by=ResolvedBy.CASHIER)
+
+
+def test_only_approved_or_declined_resolutions(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    with pytest.raises(JournalError, match="approved or declined"):
+        journal.resolve(entry_id, State.CANCELED, by=ResolvedBy.CASHIER)
+
+
+def test_orphans_become_in_doubt_per_terminal(journal: Journal) -> None:
+    a = journal.begin("http://a", SALE)
+    b = journal.begin("http://b", SALE)
+    assert journal.orphans_to_in_doubt("http://a") == 1
+    assert journal.get(a).state is State.IN_DOUBT
+    assert journal.get(b).state is State.PENDING
+    assert [e.id for e in journal.unresolved("http://a")] == [a]
+
+
+def test_reader_filters(journal: Journal) -> None:
+    ids = [journal.begin(t, SALE) for t in ("http://a", "http://a", "http://b")]
+    journal.begin("http://a", LastTrans(request_id="x", client_id="c"))
+    journal.record_failure(ids[1], State.FAILED, "refused")
+    assert [e.id for e in journal.entries(terminal="http://a", commands=["sale"])] == ids[:2]
+    assert [e.id for e in journal.entries(states=[State.FAILED])] == [ids[1]]
+    now = datetime.now(UTC)
+    assert len(list(journal.entries(since=now - timedelta(minutes=1)))) == 4
+    assert list(journal.entries(until=now - timedelta(minutes=1))) == []
+    assert sorted(journal.terminals()) == ["http://a", "http://b"]
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match="newer than this ecrlink"):
+        Journal(path)
+
+
+def test_unopenable_journal_is_a_journal_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(JournalError, match="cannot open"):
+        Journal(tmp_path / "file" / "journal.sqlite3")
