@@ -194,19 +194,17 @@ class _TerminalBase:
 
     # --- the journaled exchange, step by step ------------------------------------------
 
-    def _guard(self, request: Request, force: bool) -> None:
+    def _guard(self, request: Request, force: bool, open_: list[Entry]) -> None:
         """Refuse a new sale while a payment on this terminal is still in doubt."""
-        if self.journal is None or force or not isinstance(request, Sale):
+        if force or not isinstance(request, Sale) or not open_:
             return
-        open_ = self.journal.unresolved(self.url)
-        if open_:
-            ids = tuple(e.id for e in open_)
-            raise InDoubtPending(
-                f"{self.url}: payment(s) {', '.join(map(str, ids))} still in doubt; look at the "
-                "terminal's receipts and resolve them (ecrlink journal resolve) before a new "
-                "sale, or pass force=True",
-                ids,
-            )
+        ids = tuple(e.id for e in open_)
+        raise InDoubtPending(
+            f"{self.url}: payment(s) {', '.join(map(str, ids))} still in doubt; look at the "
+            "terminal's receipts and resolve them (ecrlink journal resolve) before a new "
+            "sale, or pass force=True",
+            ids,
+        )
 
     def _begin(self, request: Request) -> int | None:
         if wire_log.isEnabledFor(logging.DEBUG):
@@ -302,11 +300,18 @@ class _TerminalBase:
         return delay
 
     def _orphans(self) -> list[Entry]:
-        """Under the lock: crash leftovers become in doubt; return what is unresolved."""
+        """Under the lock: crash leftovers become in doubt; return what is unresolved.
+
+        One indexed query in the common case (nothing open): this runs before every
+        command.
+        """
         if self.journal is None:
             return []
-        self.journal.orphans_to_in_doubt(self.url)
-        return self.journal.unresolved(self.url)
+        open_ = self.journal.open_entries(self.url)
+        if any(e.state is State.PENDING for e in open_):
+            self.journal.orphans_to_in_doubt(self.url)
+            open_ = self.journal.open_entries(self.url)
+        return [e for e in open_ if e.command in ("sale", "void")]
 
 
 class Terminal(_TerminalBase):
@@ -369,9 +374,11 @@ class Terminal(_TerminalBase):
     def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled; see the class."""
         with self._lock():
-            if self._orphans():
+            open_ = self._orphans()
+            if open_:
                 self._resolve_all(patient=False)
-            self._guard(request, force)
+                open_ = self._orphans()
+            self._guard(request, force, open_)
             return self._exchange(request)
 
     def _exchange(self, request: Request) -> Result:
@@ -517,9 +524,11 @@ class AsyncTerminal(_TerminalBase):
         lock = self._lock()
         await asyncio.to_thread(lock.__enter__)
         try:
-            if self._orphans():
+            open_ = self._orphans()
+            if open_:
                 await self._resolve_all(patient=False)
-            self._guard(request, force)
+                open_ = self._orphans()
+            self._guard(request, force, open_)
             return await self._exchange(request)
         finally:
             lock.__exit__(None, None, None)

@@ -401,6 +401,12 @@ class Journal:
             params = (terminal,)
         return self._select(where, params, "ORDER BY id")
 
+    def open_entries(self, terminal: str) -> list[Entry]:
+        """Every command on ``terminal`` still pending or in doubt, oldest first."""
+        return self._select(
+            "terminal = ? AND state IN ('pending', 'in_doubt')", (terminal,), "ORDER BY id"
+        )
+
     def last_approved_before(self, terminal: str, entry_id: int) -> Entry | None:
         """The latest approved sale or void on ``terminal`` recorded before ``entry_id``."""
         found = self._select(
