@@ -1,0 +1,177 @@
+"""``ecrlink simulate``: run simulated terminals until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from .._exceptions import ConfigError
+from ..simulator import MAGIC_AMOUNTS, Simulator, parse_plan
+from .exit_codes import exit_status_for
+
+__all__ = ["simulate"]
+
+_DEFAULT_HTTP = "127.0.0.1:8080"
+
+
+class _CannotStart(click.ClickException):
+    """The simulator cannot start (port taken, unreadable state file, ...)."""
+
+    exit_code = int(exit_status_for(ConfigError("")))
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT``, ``PORT`` or ``[v6]:PORT``."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint="--http")
+    return host, int(port)
+
+
+def _magic_help() -> str:
+    rows = ", ".join(
+        f"…{last:03d} {plan.name}" for last, plan in sorted(MAGIC_AMOUNTS.items())
+    )
+    return f"Amounts ending in: {rows}; anything else is approved."
+
+
+@click.command("simulate", epilog=_magic_help())
+@click.option(
+    "--http", "http_addr", metavar="HOST:PORT",
+    help=f"Listen for HTTP here (default {_DEFAULT_HTTP} unless only --serial is given; "
+    "port 0 picks free ports).",
+)
+@click.option(
+    "--serial", "serial_path", metavar="PATH", type=click.Path(dir_okay=False),
+    help="Create a pty and publish it as this symlink (more terminals: PATH-2, PATH-3, ...).",
+)
+@click.option(
+    "--state", "state_file", type=click.Path(dir_okay=False),
+    help="Keep the terminals' batches in this JSON file across restarts.",
+)
+@click.option(
+    "--card-delay", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
+    help="Seconds the customer takes at the card reader (0: instant).",
+)
+@click.option(
+    "--bank-delay", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+    help="Seconds between the bank's approval and the reply.",
+)
+@click.option(
+    "--no-answer-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
+    help="The terminal's own timer for a request it never answers (…998).",
+)
+@click.option(
+    "--terminals", type=click.IntRange(1, 1000), default=1, show_default=True,
+    help="How many terminals, on consecutive ports.",
+)
+@click.option(
+    "--statement", "statement_path", type=click.Path(dir_okay=False),
+    help="Write the acquirer's CSV statement here on each settlement and at exit.",
+)
+@click.option(
+    "--statement-open-batch", is_flag=True,
+    help="Include the open batch in the statement, not only settled ones.",
+)
+@click.option(
+    "--baud-pacing/--no-baud-pacing", default=True, show_default=True,
+    help="Send serial replies at the real 115200 baud.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the test cards.")
+@click.option(
+    "--script", "script", multiple=True, metavar="OUTCOME",
+    help="Queue an outcome for the next sale of every terminal (repeatable): approve, "
+    "decline:NN, cancel, no_answer, lost_reply, truncated.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not log each request and reply.")
+def simulate(
+    http_addr: str | None,
+    serial_path: str | None,
+    state_file: str | None,
+    card_delay: float,
+    bank_delay: float,
+    no_answer_timeout: float,
+    terminals: int,
+    statement_path: str | None,
+    statement_open_batch: bool,
+    baud_pacing: bool,
+    seed: int,
+    script: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped.
+
+    Amounts pick the outcome (see below); control endpoints: GET /_sim/state,
+    POST /_sim/script (JSON list), POST /_sim/reset, POST /_sim/config.
+    """
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(message)s",
+        stream=sys.stderr,
+    )
+    for outcome in script:
+        try:
+            parse_plan(outcome)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--script") from exc
+    if http_addr is None and serial_path is None:
+        http_addr = _DEFAULT_HTTP
+    http = _host_port(http_addr) if http_addr is not None else None
+    sim = Simulator(
+        http=http,
+        serial=serial_path,
+        state_file=state_file,
+        card_delay=card_delay,
+        bank_delay=bank_delay,
+        no_answer_timeout=no_answer_timeout,
+        terminals=terminals,
+        baud_pacing=baud_pacing,
+        statement=statement_path,
+        statement_open_batch=statement_open_batch,
+        seed=seed,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            sim.start()
+        except ConfigError as exc:
+            raise _CannotStart(str(exc)) from exc
+        try:
+            for terminal in range(terminals):
+                tid = sim.terminal(terminal).ledger.identity.tid
+                where = []
+                if http is not None:
+                    where.append(sim.http_urls[terminal])
+                if serial_path is not None:
+                    where.append(
+                        f"{sim.serial_urls[terminal]} ({sim.serial_devices[terminal]})"
+                    )
+                click.echo(f"terminal {terminal + 1} TID {tid}: {'  '.join(where)}")
+                if script:
+                    sim.script(script, terminal)
+            click.echo("ready; Ctrl-C to stop", err=True)
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+        except ConfigError as exc:
+            raise _CannotStart(str(exc)) from exc
+        finally:
+            sim.stop()
+        if statement_path is not None:
+            click.echo(f"statement written to {statement_path}", err=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
