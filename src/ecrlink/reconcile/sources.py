@@ -1,0 +1,408 @@
+"""Reading both sides with the standard library: CSV or XLSX files, and the journal.
+
+This is the reference reader: the polars engine reads large CSV files its own way
+and must produce the same rows, or hand the file to this reader when unsure.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+from .._exceptions import InputFileError, ReconcileError
+from ..journal.records import Entry, State
+from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
+from .matcher import rank_join
+from .model import APPROVED, IN_DOUBT, Side
+from .values import (
+    Kind,
+    card_last4,
+    cell_text,
+    fold,
+    mask_card,
+    norm_approval,
+    norm_invoice,
+    norm_ref_no,
+    parse_amount,
+    parse_datetime,
+    parse_kind,
+    parse_status,
+    parse_time_of_day,
+)
+
+__all__ = [
+    "FOOTER_WORDS",
+    "LENT_FIELDS",
+    "decode_text",
+    "enrich_with_journal",
+    "file_kind",
+    "read_csv_rows",
+    "read_side",
+    "read_xlsx_rows",
+    "rows_from_entries",
+    "side_from_rows",
+    "sniff_csv",
+]
+
+FOOTER_WORDS = frozenset({"tong", "tong cong", "cong", "total", "grand total", "sum"})
+"""A row whose first non-empty cell is one of these (folded) is a totals footer."""
+
+_T = TypeVar("_T")
+_DELIMITERS = (",", ";", "\t", "|")
+_PENDING_STATES = (State.IN_DOUBT, State.PENDING)
+
+
+def file_kind(path: str | Path) -> str:
+    """``csv`` or ``xlsx``, from the suffix or, failing that, the first bytes."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix == ".xls":
+        raise InputFileError(
+            str(path), "the old .xls format is not read: save it as .xlsx or CSV"
+        )
+    if suffix in (".csv", ".txt", ".tsv"):
+        return "csv"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise InputFileError(str(path), f"cannot read: {exc.strerror}") from None
+    return "xlsx" if head.startswith(b"PK\x03\x04") else "csv"
+
+
+def read_side(
+    path: str | Path,
+    role: Role,
+    mapping: ColumnMapping | None = None,
+) -> Side:
+    """Read a bank statement or an invoice list (CSV or XLSX) into a side."""
+    where = str(path)
+    kind = file_kind(path)
+    rows = read_xlsx_rows(where) if kind == "xlsx" else read_csv_rows(where, mapping)
+    header = find_header(rows, where, role, mapping)
+    return side_from_rows(where, role, rows, header, mapping)
+
+
+def decode_text(path: str) -> str:
+    """The file's text: UTF-8 (with or without BOM) or UTF-16 with a BOM."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror}") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputFileError(path, f"broken UTF-16 text: {exc.reason}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        row = raw.count(b"\n", 0, exc.start) + 1
+        raise InputFileError(
+            path, "not UTF-8 text (save the file as CSV UTF-8)", row=row
+        ) from None
+
+
+def sniff_csv(text: str, mapping: ColumnMapping | None = None) -> str:
+    """The delimiter: the one under which a header row is recognised best."""
+    head = "\n".join(text.splitlines()[:HEADER_SEARCH_ROWS])
+    best, best_score = ",", -1
+    for delimiter in _DELIMITERS:
+        if delimiter not in head:
+            continue
+        rows: list[list[str]] = list(csv.reader(io.StringIO(head), delimiter=delimiter))
+        try:
+            header = find_header(rows, "", "bank", mapping)
+            score = len(header.columns)
+        except ReconcileError:
+            score = 0
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def read_csv_rows(path: str, mapping: ColumnMapping | None = None) -> list[list[object]]:
+    """All rows of a CSV file as lists of cells (text)."""
+    text = decode_text(path)
+    delimiter = sniff_csv(text, mapping)
+    try:
+        rows: list[list[object]] = [
+            list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        ]
+        return rows
+    except csv.Error as exc:
+        raise InputFileError(path, f"not a readable CSV file: {exc}") from None
+
+
+def read_xlsx_rows(path: str) -> list[list[object]]:
+    """All rows of the sheet that looks like a statement (the first with a header)."""
+    try:
+        import openpyxl
+    except ImportError:
+        raise ReconcileError(
+            "reading .xlsx needs openpyxl: pip install 'ecrlink[reconcile]'"
+        ) from None
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read: {exc.strerror}") from None
+    except Exception as exc:  # zipfile, XML and openpyxl errors all mean "not an xlsx"
+        raise InputFileError(path, f"not a readable XLSX file: {exc}") from None
+    try:
+        first: list[list[object]] | None = None
+        for sheet in book.worksheets:
+            rows: list[list[object]] = [list(r) for r in sheet.iter_rows(values_only=True)]
+            if first is None:
+                first = rows
+            try:
+                find_header(rows[:HEADER_SEARCH_ROWS], path, "bank")
+            except ReconcileError:
+                continue
+            return rows
+        return first or []
+    finally:
+        book.close()
+
+
+def side_from_rows(
+    path: str,
+    role: Role,
+    rows: Sequence[Sequence[object]],
+    header: Header,
+    mapping: ColumnMapping | None = None,
+) -> Side:
+    """Parse the data rows below ``header`` into a side; names file, row and column
+    of the first cell that cannot be read."""
+    types = dict(mapping.types) if mapping else {}
+    cols = header.columns
+    side = Side(path)
+    for index in range(header.index + 1, len(rows)):
+        cells = rows[index]
+        if not any(cell_text(c) for c in cells) or _is_footer(cells):
+            continue
+        row = index + 1
+        get = _getter(cells)
+        try:
+            if "status" in cols and not parse_status(get(cols["status"])):
+                side.dropped += 1
+                continue
+            _add_row(side, row, header, get, types)
+        except _CellError as exc:
+            raise InputFileError(
+                path, str(exc.__cause__), row=row, column=header.names[exc.field]
+            ) from None
+    return side
+
+
+class _CellError(ReconcileError):
+    """Internal: which field failed; the cause says why."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _parsed(field: str, parser: Callable[[object], _T], cell: object) -> _T:
+    try:
+        return parser(cell)
+    except ReconcileError as exc:
+        raise _CellError(field) from exc
+
+
+def _add_row(
+    side: Side, row: int, header: Header, get: Callable[[int], object], types: dict[str, Kind]
+) -> None:
+    cols = header.columns
+    if "status" in cols:
+        _parsed("status", parse_status, get(cols["status"]))
+    amount = _parsed("amount", parse_amount, get(cols["amount"]))
+    kind = Kind.SALE
+    if "type" in cols and cell_text(get(cols["type"])):
+        kind = _parsed("type", lambda v: parse_kind(v, types), get(cols["type"]))
+    elif amount < 0:
+        kind = Kind.VOID
+    if amount < 0 and kind is Kind.SALE:
+        raise _CellError("amount") from ReconcileError("a sale with a negative amount")
+    moment = _moment(header, get)
+    text = {
+        name: cell_text(get(cols[name])) if name in cols else ""
+        for name in ("invoice", "reference", "card", "approval", "ref_no", "tid", "mid",
+                     "batch", "receipt")
+    }  # fmt: skip
+    side.add(
+        row=row,
+        kind=kind,
+        amount=abs(amount),
+        time=moment,
+        invoice=norm_invoice(text["invoice"]),
+        reference=text["reference"],
+        card=mask_card(text["card"]),
+        last4=card_last4(text["card"]),
+        approval=norm_approval(text["approval"]),
+        ref_no=norm_ref_no(text["ref_no"]),
+        tid=text["tid"],
+        mid=text["mid"],
+        batch=text["batch"],
+        receipt=text["receipt"],
+    )
+
+
+def _getter(cells: Sequence[object]) -> Callable[[int], object]:
+    width = len(cells)
+    return lambda c: cells[c] if c < width else None
+
+
+def _is_footer(cells: Sequence[object]) -> bool:
+    first = next((cell_text(c) for c in cells if cell_text(c)), "")
+    return fold(first).rstrip(" :") in FOOTER_WORDS
+
+
+def _moment(header: Header, get: Callable[[int], object]) -> datetime | None:
+    cols = header.columns
+    name = "date" if "date" in cols else "time" if "time" in cols else None
+    if name is None:
+        return None
+    moment = _parsed(name, parse_datetime, get(cols[name]))
+    if name == "date" and "time" in cols and cell_text(get(cols["time"])):
+        cell = get(cols["time"])
+        try:
+            of_day = parse_time_of_day(cell)
+        except ReconcileError:
+            of_day = _parsed("time", parse_datetime, cell).time()
+        moment = datetime.combine(moment.date(), of_day)
+    return moment
+
+
+# --- the journal ---------------------------------------------------------------------
+
+
+def _local(moment: datetime) -> datetime:
+    return parse_datetime(moment)
+
+
+def _number(text: str | None) -> str:
+    """Receipt and batch numbers compare numerically: ``61`` is ``000061``."""
+    text = (text or "").strip()
+    return text.lstrip("0") or ("0" if text else "")
+
+
+def rows_from_entries(entries: Iterable[Entry]) -> Side:
+    """The register side from journal entries.
+
+    Approved sales are payments; in-doubt or pending sales are payments nobody is
+    sure of yet (they take part in exact matching only, and a match proves them);
+    approved voids cancel the sale whose receipt number they name on the same
+    terminal and batch. Declined, canceled and failed commands charged nothing and
+    are left out, as are settlements and other commands.
+    """
+    side = Side("journal")
+    kept = [e for e in entries if e.command in ("sale", "void")]
+    sale_at: dict[tuple[str, str], list[int]] = {}
+    voids: list[Entry] = []
+    for e in kept:
+        if e.command == "void":
+            if e.state is State.APPROVED:
+                voids.append(e)
+            continue
+        if e.state is State.APPROVED:
+            state = APPROVED
+        elif e.state in _PENDING_STATES:
+            state = IN_DOUBT
+        else:
+            continue
+        i = _add_entry(side, e, Kind.SALE, e, state)
+        if e.receipt_no:
+            terminal = e.tid or e.terminal
+            sale_at.setdefault((terminal, _number(e.receipt_no)), []).append(i)
+    taken: set[int] = set()
+    for v in voids:
+        candidates = sale_at.get((v.tid or v.terminal, _number(v.void_of)), [])
+        same_batch = [
+            i for i in candidates
+            if i not in taken and side.state[i] == APPROVED
+            and (not v.batch_no or not side.batch[i]
+                 or _number(v.batch_no) == _number(side.batch[i]))
+        ]  # fmt: skip
+        sale = same_batch[-1] if same_batch else -1
+        source = side.entry[sale] if sale >= 0 else None
+        i = _add_entry(side, v, Kind.VOID, source or v, APPROVED, link=sale)
+        if sale >= 0:
+            taken.add(sale)
+    return side
+
+
+def _add_entry(
+    side: Side, e: Entry, kind: Kind, data: Entry, state: str, link: int = -1
+) -> int:
+    """Add one entry; a void takes the money fields of the sale it cancels."""
+    card = data.card_no or ""
+    moment = e.trans_time or e.created_at
+    return side.add(
+        row=e.id,
+        kind=kind,
+        amount=abs(data.amount or 0),
+        time=_local(moment) if moment else None,
+        invoice=norm_invoice(data.invoice),
+        reference=data.reference,
+        card=mask_card(card),
+        last4=card_last4(card),
+        approval=norm_approval(data.approval_code),
+        ref_no=norm_ref_no(data.ref_no),
+        tid=e.tid or "",
+        mid=e.mid or "",
+        batch=e.batch_no or "",
+        receipt=e.receipt_no or "",
+        state=state,
+        link=link,
+        entry=e,
+    )
+
+
+def enrich_with_journal(invoices: Side, journal: Side) -> Side:
+    """Give invoice-list rows the card data the journal knows for the same invoice.
+
+    Invoice rows (sales, in file order) and journal sales (approved before in
+    doubt, then by entry id) are paired on invoice + amount, then on invoice alone,
+    each used once. The invoice row keeps its own values where it has them, and
+    remembers the entry, so an exact bank match can resolve an in-doubt payment.
+    """
+    def sale(key: Callable[[Side, int], Hashable | None]) -> Callable[[Side, int], Hashable | None]:
+        return lambda s, i: key(s, i) if s.kind[i] is Kind.SALE and s.invoice[i] else None
+
+    free_inv = list(range(len(invoices)))
+    free_jou = list(range(len(journal)))
+    for key in (
+        sale(lambda s, i: (s.invoice[i], s.amount[i])),
+        sale(lambda s, i: s.invoice[i]),
+    ):
+        pairs = rank_join(
+            invoices, free_inv, key, lambda i: (i,),
+            journal, free_jou, key, lambda j: (journal.state[j] != APPROVED, journal.row[j], j),
+        )  # fmt: skip
+        for i, j in pairs:
+            _lend(invoices, i, journal, j)
+        used_inv, used_jou = {i for i, _ in pairs}, {j for _, j in pairs}
+        free_inv = [i for i in free_inv if i not in used_inv]
+        free_jou = [j for j in free_jou if j not in used_jou]
+    return invoices
+
+
+LENT_FIELDS = ("card", "last4", "approval", "ref_no", "tid", "mid", "batch", "receipt",
+               "reference")  # fmt: skip
+"""What a journal entry lends an invoice row that lacks it."""
+
+
+def _lend(invoices: Side, i: int, journal: Side, j: int) -> None:
+    for name in LENT_FIELDS:
+        column = getattr(invoices, name)
+        if not column[i]:
+            column[i] = getattr(journal, name)[j]
+    if invoices.time[i] is None:
+        invoices.time[i] = journal.time[j]
+    invoices.entry[i] = journal.entry[j]

@@ -1,0 +1,132 @@
+"""``ecrlink reconcile`` as a person or a nightly job runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ecrlink.cli import cli
+from ecrlink.journal import Journal, ResolvedBy, State
+from ecrlink.protocol import Sale
+
+from .conftest import bank_row, write_bank, write_csv
+
+
+@pytest.fixture(autouse=True)
+def english(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ECRLINK_LANG", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, ["reconcile", *args], env=env)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    bank = write_bank(tmp_path / "bank.csv", [
+        bank_row(150_000, invoice="HD1", approval="1"),
+        bank_row(85_000, invoice="HD2", approval="2"),
+    ])  # fmt: skip
+    good = write_csv(tmp_path / "good.csv", ["Mã hóa đơn", "Số tiền"],
+                     [["HD1", "150.000"], ["HD2", "85.000"]])
+    short = write_csv(tmp_path / "short.csv", ["Mã hóa đơn", "Số tiền"], [["HD1", "150.000"]])
+    return {"bank": bank, "good": good, "short": short, "dir": tmp_path}
+
+
+def test_all_matched_exits_0(files: dict[str, Path]) -> None:
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]))
+    assert result.exit_code == 0, result.output
+    assert "Matched" in result.output and "Everything matched" in result.output
+
+
+def test_discrepancies_exit_1_and_are_listed(files: dict[str, Path]) -> None:
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["short"]))
+    assert result.exit_code == 1
+    assert "Money taken, no invoice" in result.output
+    assert "HD2" in result.output  # the row that needs attention is shown
+
+
+def test_vietnamese_by_option_or_locale(files: dict[str, Path]) -> None:
+    args = ("--bank", str(files["bank"]), "--invoices", str(files["short"]))
+    assert "Ngân hàng đã thu" in _run(*args, "--lang", "vi").output
+    assert "Đối soát" in _run(*args, env={"LANG": "vi_VN.UTF-8"}).output
+    assert "Reconciliation" in _run(*args, "--lang", "en", env={"LANG": "vi_VN.UTF-8"}).output
+
+
+def test_json_output(files: dict[str, Path]) -> None:
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["short"]), "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.output)
+    assert doc["summary"]["bank_only"] == {"count": 1, "amount": 85_000}
+    assert doc["summary"]["matched"]["count"] == 1
+    assert {r["category"] for r in doc["rows"]} == {"bank_only", "matched"}
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv", ".json"])
+def test_out_file(files: dict[str, Path], suffix: str) -> None:
+    out = files["dir"] / f"report{suffix}"
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]),
+                  "--out", str(out))
+    assert result.exit_code == 0 and out.stat().st_size > 0
+    assert not list(files["dir"].glob(".ecrlink-*"))
+
+
+def test_bad_input_exits_2_with_one_line_and_no_report(files: dict[str, Path]) -> None:
+    bad = write_bank(files["dir"] / "bad.csv", [bank_row(1), ["02/03/2026", "", "", "", "1,5"]])
+    out = files["dir"] / "report.xlsx"
+    result = CliRunner().invoke(
+        cli, ["reconcile", "--bank", str(bad), "--invoices", str(files["good"]),
+              "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert "\n" not in message
+    assert str(bad) in message and "row 3" in message and "'Amount'" in message
+    assert not out.exists()
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--from", "yesterday"], ["--window", "soon"], ["--engine", "fast"], ["--lang", "fr"]],
+)
+def test_bad_options_exit_2(files: dict[str, Path], options: list[str]) -> None:
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]), *options)
+    assert result.exit_code == 2
+
+
+def test_period_from_and_to_days(files: dict[str, Path]) -> None:
+    args = ("--bank", str(files["bank"]), "--invoices", str(files["short"]), "--json")
+    doc = json.loads(_run(*args, "--from", "02/03/2026", "--to", "2026-03-02").output)
+    assert doc["period"] == {"from": "2026-03-02 00:00:00", "to": "2026-03-02 23:59:59.999999"}
+    assert doc["summary"]["bank_only"]["count"] == 1  # the whole last day is in
+    doc = json.loads(_run(*args, "--from", "03/03/2026").output)
+    assert doc["summary"]["matched"]["count"] == 0 and doc["dropped"]["bank"] == 2
+
+
+def test_journal_in_doubt_resolved_and_recorded(files: dict[str, Path]) -> None:
+    path = files["dir"] / "journal.sqlite3"
+    journal = Journal(path)
+    sale = Sale.build(85_000, request_id="r1", client_id="c", invoice="HD2")
+    entry_id = journal.begin("http://pos", sale)
+    journal.record_failure(entry_id, State.IN_DOUBT, "no reply")
+    result = _run("--bank", str(files["bank"]), "--journal", str(path), "--json")
+    doc = json.loads(result.output)
+    assert doc["resolved"] == [entry_id]
+    assert doc["summary"]["matched"]["count"] == 1
+    assert doc["summary"]["bank_only"]["count"] == 1  # HD1 is not in this journal
+    resolved = Journal(path).get(entry_id)
+    assert resolved.state is State.APPROVED
+    assert resolved.resolved_by is ResolvedBy.RECONCILIATION
+    assert resolved.note is not None and "bank.csv row 3" in resolved.note
+
+
+def test_default_register_side_is_the_journal(files: dict[str, Path]) -> None:
+    result = _run("--bank", str(files["bank"]), "--json")
+    assert result.exit_code == 1  # an empty default journal: both bank rows unexplained
+    assert json.loads(result.output)["summary"]["bank_only"]["count"] == 2
