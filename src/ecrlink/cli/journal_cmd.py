@@ -1,0 +1,185 @@
+"""``ecrlink journal list|show|recover|resolve``: read the journal, settle what is in doubt.
+
+``list`` filters by date, terminal and state, and makes in-doubt rows stand out;
+``recover`` asks each terminal with open payments (``last trans``); ``resolve``
+records what the cashier read on the terminal's printed receipt.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import date, datetime, time, timedelta
+
+import click
+
+from .._exceptions import FieldError, JournalError
+from ..journal import Entry, Journal, ResolvedBy, State
+from ..protocol import VIETNAM_TIME, Outcome, check_receipt_no
+from .config import TerminalConfig
+from .exit_codes import EXIT_CODES_HELP, ExitStatus
+from .options import Session, command_options
+from .output import entry_to_dict, render_entries, render_entry, render_result
+
+__all__ = ["journal", "parse_moment"]
+
+
+def parse_moment(value: str, name: str, *, end: bool = False) -> datetime:
+    """``YYYY-MM-DD`` or an ISO date-time, Vietnam time unless it says otherwise.
+
+    A bare date as the end of a period means the whole of that day.
+    """
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day + timedelta(days=1 if end else 0), time())
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise FieldError(
+            name, "must be a date YYYY-MM-DD or a date-time YYYY-MM-DDTHH:MM", value
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=VIETNAM_TIME)
+
+
+@click.group("journal", epilog=EXIT_CODES_HELP)
+def journal() -> None:
+    """The journal: every payment command, what became of it, and what is in doubt."""
+
+
+_STATES = [s.value for s in State]
+
+
+@journal.command("list", epilog=EXIT_CODES_HELP)
+@click.option("--since", metavar="DATE", help="From this date/time (Vietnam time).")
+@click.option("--until", metavar="DATE", help="Up to this date (inclusive) or date-time.")
+@click.option("--today", is_flag=True, help="Only today's entries (Vietnam time).")
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice(_STATES),
+    help="Only entries in this state (repeatable).",
+)
+@click.option("--in-doubt", is_flag=True, help="Only entries still pending or in doubt.")
+@command_options(client=False, terminal_help="Only this terminal (URL or configured name).")
+def list_(
+    session: Session,
+    since: str | None,
+    until: str | None,
+    today: bool,
+    states: tuple[str, ...],
+    in_doubt: bool,
+) -> ExitStatus:
+    """List journal entries, oldest first; in-doubt rows stand out."""
+    start = parse_moment(since, "--since") if since else None
+    stop = parse_moment(until, "--until", end=True) if until else None
+    if today:
+        midnight = datetime.combine(datetime.now(VIETNAM_TIME).date(), time(), VIETNAM_TIME)
+        start, stop = midnight, midnight + timedelta(days=1)
+    wanted: list[State] | None = [State(s) for s in states] if states else None
+    if in_doubt:
+        wanted = [State.PENDING, State.IN_DOUBT]
+    with session.open_journal() as j:
+        entries = list(j.entries(
+            since=start, until=stop, terminal=session.terminal_url_filter(), states=wanted
+        ))
+        if session.json:
+            session.print_json([entry_to_dict(e) for e in entries])
+        else:
+            render_entries(session.out, entries, session.lang, str(j.path))
+    return ExitStatus.OK
+
+
+@journal.command("show", epilog=EXIT_CODES_HELP)
+@click.argument("entry_id", metavar="ID", type=int)
+@command_options(terminal=False, client=False)
+def show(session: Session, entry_id: int) -> ExitStatus:
+    """Show one journal entry in full, with its history."""
+    with session.open_journal() as j:
+        entry = j.get(entry_id)
+        history = j.history(entry_id)
+        if session.json:
+            session.print_json({**entry_to_dict(entry), "history": history})
+        else:
+            render_entry(session.out, entry, history, session.lang)
+    return ExitStatus.OK
+
+
+def _targets(session: Session, j: Journal) -> list[TerminalConfig]:
+    if session.terminal is not None:
+        return [session.terminal_config()]
+    # Every terminal with open payments, with its settings from the config if named there.
+    by_url = {c.url: c for c in session.config().terminals.values()}
+    urls = sorted({e.terminal for e in j.unresolved()})
+    return [by_url.get(url, TerminalConfig(url=url)) for url in urls]
+
+
+@journal.command("recover", epilog=EXIT_CODES_HELP)
+@command_options(
+    journal=True, terminal_help="Only this terminal [default: every terminal with open "
+    "payments in the journal].",
+)
+def recover(session: Session) -> ExitStatus:
+    """Ask the terminals about payments in doubt (last trans) and record the answers."""
+    if not session.use_journal:
+        raise JournalError("journal recover needs the journal; drop --no-journal")
+    with session.open_journal() as j:
+        targets = _targets(session, j)
+    results = []
+    for target in targets:
+        if not session.json:
+            session.err.print(
+                session.t("recovering", terminal=target.url), markup=False, highlight=False
+            )
+        with session.open_terminal(target) as pos:
+            results += pos.recover()
+    if session.json:
+        session.print_json([r.to_dict(session.lang) for r in results])
+    elif not results:
+        session.out.print(session.t("nothing_to_recover"), markup=False)
+    else:
+        for result in results:
+            render_result(session.out, result, session.lang)
+    if any(r.outcome is Outcome.UNKNOWN for r in results):
+        return ExitStatus.UNKNOWN
+    return ExitStatus.OK
+
+
+@journal.command("resolve", epilog=EXIT_CODES_HELP)
+@click.argument("entry_id", metavar="ID", type=int)
+@click.option(
+    "--approved", "receipt", metavar="RECEIPT",
+    help="The payment went through: the receipt number printed by the terminal.",
+)
+@click.option("--not-approved", is_flag=True, help="The payment did not go through.")
+@click.option("--who", metavar="NAME", help="Who checked [default: the login name].")
+@click.option("--note", metavar="TEXT", help="Why (kept in the history).")
+@command_options(terminal=False, client=False)
+def resolve(
+    session: Session,
+    entry_id: int,
+    receipt: str | None,
+    not_approved: bool,
+    who: str | None,
+    note: str | None,
+) -> ExitStatus:
+    """Record the outcome of payment ID from the terminal's printed receipt."""
+    if (receipt is None) == (not not_approved):
+        raise FieldError("resolve", "give exactly one of --approved RECEIPT or --not-approved")
+    receipt_no = check_receipt_no(receipt, "--approved").zfill(6) if receipt else None
+    if who is None:
+        try:
+            who = getpass.getuser()
+        except (OSError, KeyError):  # no login name in containers and some services
+            who = None
+    state = State.APPROVED if receipt_no else State.DECLINED
+    with session.open_journal() as j:
+        entry: Entry = j.resolve(
+            entry_id, state, by=ResolvedBy.CASHIER, who=who, note=note, receipt_no=receipt_no
+        )
+        if session.json:
+            session.print_json(entry_to_dict(entry))
+        else:
+            label = session.t("state_approved" if receipt_no else "state_declined")
+            session.out.print(
+                session.t("resolved", id=entry_id, state=label), markup=False, highlight=False
+            )
+    return ExitStatus.OK

@@ -1,0 +1,299 @@
+"""Options every command shares, and the ``Session`` they turn into.
+
+``@command_options(...)`` adds ``--terminal/-t``, ``--json``, ``--lang``, ``-v``,
+``--journal``/``--no-journal``, ``--client-id`` and ``--timeout`` (each command picks
+the ones it needs) and hands the command a ``Session`` instead of loose values. It
+also ends every command the same way: the command returns an ``ExitStatus``; an
+``EcrError`` is printed as one line on stderr and its exit code comes from
+``exit_status_for``, the one mapping.
+
+The environment (streams, environment variables) is injectable, as in httpie: pass
+an ``Environment`` as Click's ``obj`` and the command reads and writes only through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
+
+import click
+from rich.console import Console
+
+from .._exceptions import EcrError, FieldError
+from ..client import DEFAULT_CLIENT_ID, Terminal
+from ..journal import Journal
+from .config import Config, TerminalConfig, Timeouts, config_path, load_config, resolve_terminal
+from .exit_codes import ExitStatus, exit_status_for
+from .messages import LANGS, Lang, default_lang, text
+
+__all__ = ["Environment", "Session", "command_options", "echo_error"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Environment:
+    """What a command may touch of the outside world; tests pass their own."""
+
+    stdout: IO[str] | None = None
+    """None: whatever ``sys.stdout`` is when the command writes (Click's test runner
+    swaps it)."""
+    stderr: IO[str] | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    @property
+    def out(self) -> IO[str]:
+        """The stream for data and people's output."""
+        return self.stdout if self.stdout is not None else sys.stdout
+
+    @property
+    def err(self) -> IO[str]:
+        """The stream for diagnostics, errors and the live status line."""
+        return self.stderr if self.stderr is not None else sys.stderr
+
+
+def _environment() -> Environment:
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None:
+        if isinstance(ctx.obj, Environment):
+            return ctx.obj
+        ctx = ctx.parent
+    return Environment()
+
+
+@dataclass
+class Session:
+    """One command's settings, resolved from options, environment and config file."""
+
+    env: Environment
+    lang: Lang
+    json: bool = False
+    verbose: int = 0
+    terminal: str | None = None
+    journal: str | None = None
+    use_journal: bool = True
+    client_id: str | None = None
+    timeout: float | None = None
+    _config: Config | None = None
+
+    @functools.cached_property
+    def out(self) -> Console:
+        """Rich console on stdout, for people."""
+        return Console(file=self.env.out, highlight=False, soft_wrap=False)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """Rich console on stderr, for the live status line."""
+        return Console(file=self.env.err, highlight=False)
+
+    def t(self, key: str, **values: object) -> str:
+        """A message from the catalogue in this session's language."""
+        return text(key, self.lang, **values)
+
+    def config(self) -> Config:
+        """The configuration file, read once."""
+        if self._config is None:
+            self._config = load_config(config_path(self.env.environ))
+        return self._config
+
+    def terminal_config(self) -> TerminalConfig:
+        """The terminal to talk to (``--terminal`` > ``$ECRLINK_TERMINAL`` > config)."""
+        return resolve_terminal(self.terminal, self.env.environ, self.config())
+
+    def terminal_url_filter(self) -> str | None:
+        """``--terminal`` as a journal filter: a configured name becomes its URL."""
+        if self.terminal is None:
+            return None
+        named = self.config().terminals.get(self.terminal)
+        return named.url if named is not None else self.terminal
+
+    def journal_option(self) -> str | bool:
+        """What ``Terminal(journal=...)`` gets: a path, the default (True) or none."""
+        if not self.use_journal:
+            return False
+        return self.journal if self.journal is not None else True
+
+    def open_journal(self) -> Journal:
+        """The journal the journal commands read (``--journal`` or the default one)."""
+        return Journal(self.journal) if self.journal is not None else Journal()
+
+    def open_terminal(
+        self, target: TerminalConfig | None = None, *, transliterate: bool = False
+    ) -> Terminal:
+        """A ``Terminal`` for ``target`` (default: ``terminal_config()``), options applied."""
+        target = target or self.terminal_config()
+        timeouts = Timeouts(**target.timeouts)
+        if self.timeout is not None:
+            timeouts["timeout"] = self.timeout
+        client_id = self.client_id or target.client_id or DEFAULT_CLIENT_ID
+        return Terminal(
+            target.url, client_id=client_id, journal=self.journal_option(),
+            transliterate=transliterate, **timeouts,
+        )
+
+    def print_json(self, data: object) -> None:
+        """Exactly one JSON document on stdout (``ensure_ascii=False``: Vietnamese stays)."""
+        self.env.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        self.env.out.flush()
+
+    @contextlib.contextmanager
+    def waiting(self, key: str) -> Iterator[None]:
+        """A live status line with elapsed seconds, on a terminal only (never in --json)."""
+        if self.json or not self.err.is_terminal:
+            yield
+            return
+        started = time.monotonic()
+        done = threading.Event()
+        with self.err.status(self.t(key, elapsed=0)) as status:
+
+            def tick() -> None:
+                while not done.wait(0.2):
+                    status.update(self.t(key, elapsed=int(time.monotonic() - started)))
+
+            # The request runs in this (main) thread so Ctrl-C reaches the client,
+            # which records the payment as in doubt; only the clock runs beside it.
+            ticker = threading.Thread(target=tick, daemon=True)
+            ticker.start()
+            try:
+                yield
+            finally:
+                done.set()
+                ticker.join()
+
+
+_ERROR_KIND = {
+    ExitStatus.BAD_INPUT: "bad_input",
+    ExitStatus.UNREACHABLE: "unreachable",
+    ExitStatus.BUSY: "busy",
+    ExitStatus.IN_DOUBT_PENDING: "in_doubt_pending",
+    ExitStatus.JOURNAL_ERROR: "journal_error",
+}
+
+
+def echo_error(env: Environment, lang: str, exc: BaseException) -> ExitStatus:
+    """Print ``exc`` as one line on stderr; return its exit code."""
+    status = exit_status_for(exc)
+    kind = text(_ERROR_KIND.get(status, "error"), lang)
+    if isinstance(exc, FieldError):
+        message = f"{exc.field}: {exc.rule}"
+    else:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+    env.err.write(f"ecrlink: {kind}: {message}\n")
+    env.err.flush()
+    return status
+
+
+@contextlib.contextmanager
+def _wire_log(env: Environment, verbose: int) -> Iterator[None]:
+    """``-v``: the wire log (request line, raw reply; cards already masked) on stderr."""
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger("ecrlink.wire")
+    handler = logging.StreamHandler(env.err)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
+def command_options(
+    *,
+    terminal: bool = True,
+    journal: bool = True,
+    client: bool = True,
+    json_flag: bool = True,
+    terminal_help: str = "Terminal URL or name from the config file [env: ECRLINK_TERMINAL].",
+) -> Callable[[F], F]:
+    """Add the shared options to a command and pass it a ``Session`` as first argument."""
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def run(**kwargs: Any) -> None:
+            env = _environment()
+            lang_opt = kwargs.pop("lang", None)
+            lang: Lang = lang_opt if lang_opt in LANGS else default_lang(env.environ)
+            session = Session(
+                env=env,
+                lang=lang,
+                json=kwargs.pop("as_json", False),
+                verbose=kwargs.pop("verbose", 0),
+                terminal=kwargs.pop("terminal", None),
+                journal=kwargs.pop("journal", None),
+                use_journal=kwargs.pop("use_journal", True),
+                client_id=kwargs.pop("client_id", None),
+                timeout=kwargs.pop("timeout", None),
+            )
+            try:
+                with _wire_log(env, session.verbose):
+                    status = f(session, **kwargs)
+            except EcrError as exc:
+                status = echo_error(env, session.lang, exc)
+            except KeyboardInterrupt:
+                # Commands that can leave a payment in doubt catch Ctrl-C themselves.
+                env.err.write("\n")
+                status = ExitStatus.INTERRUPTED
+            raise click.exceptions.Exit(int(status if status is not None else ExitStatus.OK))
+
+        options: list[Callable[[F], F]] = [
+            click.option(
+                "--lang", type=click.Choice(LANGS), default=None,
+                help="Language of messages [default: Vietnamese if the locale is, "
+                "else English; env: ECRLINK_LANG].",
+            ),
+            click.option(
+                "-v", "--verbose", count=True,
+                help="Show the wire log on stderr (request line and raw reply, cards masked).",
+            ),
+        ]
+        if json_flag:
+            options.append(click.option(
+                "--json", "as_json", is_flag=True,
+                help="Print JSON for scripts (Result.to_dict) instead of text.",
+            ))
+        if terminal:
+            options.append(click.option(
+                "-t", "--terminal", metavar="URL|NAME", default=None, help=terminal_help
+            ))
+        if journal:
+            options.append(click.option(
+                "--journal", metavar="FILE", type=click.Path(dir_okay=False), default=None,
+                help="Journal file [default: journal.sqlite3 in $ECRLINK_HOME or the "
+                "user data dir].",
+            ))
+        if client:
+            options += [
+                click.option(
+                    "--no-journal", "use_journal", flag_value=False, default=True,
+                    help="Do not journal (quick trials only: no recovery, no guard).",
+                ),
+                click.option(
+                    "--client-id", metavar="ID", default=None,
+                    help="Client id sent with each request [default: config, else ECRLINK].",
+                ),
+                click.option(
+                    "--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                    metavar="SECONDS",
+                    help="How long the customer may take [default: config, else 180].",
+                ),
+            ]
+        wrapped: Any = run
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped  # type: ignore[no-any-return]
+
+    return decorate
