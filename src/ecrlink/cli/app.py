@@ -16,6 +16,8 @@ from .demo import demo
 from .exit_codes import EXIT_CODES_HELP, exit_status_for
 from .journal_cmd import journal
 from .payments import last, sale, settle, void
+from .reconcile import reconcile_command
+from .simulate import simulate
 
 __all__ = ["EcrGroup", "cli", "main"]
 
@@ -80,10 +82,10 @@ cli.add_command(settle)
 cli.add_command(last)
 cli.add_command(journal)
 cli.add_command(demo)
+cli.add_command(simulate)
+cli.add_command(reconcile_command)
 
 
 def main() -> None:
     """Entry point of the ``ecrlink`` console script."""
     cli()
-cli.add_command(__import__("ecrlink.cli.simulate", fromlist=["simulate"]).simulate)
-cli.add_command(__import__("ecrlink.cli.reconcile", fromlist=["x"]).reconcile_command)
