@@ -101,7 +101,8 @@ def bench_sale(sales: int, rounds: int) -> None:
     print(f"2. Terminal.sale vs bare httpx.get + json.loads ({sales} sales x {rounds} rounds)")
     server = InstantTerminal()
     url = server.url + "/ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5"
-    pos = Terminal(server.url, client_id="UserName:Manh123")
+    # The journal's own cost is measured in bench_journal.py; this is the client alone.
+    pos = Terminal(server.url, client_id="UserName:Manh123", journal=False)
     client = httpx.Client()
     times = best_of(
         rounds,
