@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from click.testing import CliRunner, Result
 
 from ecrlink.cli import cli
 from ecrlink.journal import Journal, ResolvedBy, State
-from ecrlink.protocol import Sale
+from ecrlink.protocol import Sale, parse_reply
+from tests.conftest import fixture_bytes
 
 from .conftest import bank_row, write_bank, write_csv
 
@@ -130,3 +132,31 @@ def test_default_register_side_is_the_journal(files: dict[str, Path]) -> None:
     result = _run("--bank", str(files["bank"]), "--json")
     assert result.exit_code == 1  # an empty default journal: both bank rows unexplained
     assert json.loads(result.output)["summary"]["bank_only"]["count"] == 2
+
+
+def test_out_into_a_missing_directory_is_bad_input(files: dict[str, Path]) -> None:
+    out = files["dir"] / "nowhere" / "report.csv"
+    result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]),
+                  "--out", str(out))
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+
+
+def test_default_journal_lends_card_data_to_invoices(
+    files: dict[str, Path], private_data_dir: Path
+) -> None:
+    # The fixture's sale: 123456 VND, card ...6163, approval 111112, 14/06/2015.
+    when = datetime(2015, 6, 14, 15, 55, 43)
+    bank = write_bank(files["dir"] / "nocodes.csv", [bank_row(123_456, at=when)])
+    invoices = write_csv(files["dir"] / "one.csv", ["Mã hóa đơn", "Số tiền"], [["HD9", "123456"]])
+    args = ("--bank", str(bank), "--invoices", str(invoices), "--json")
+    assert json.loads(_run(*args).output)["summary"]["ecr_only"]["count"] == 1
+    assert not (private_data_dir / "journal.sqlite3").exists()  # not created for it
+    journal = Journal()
+    sale = Sale.build(123_456, request_id="Request:001", client_id="UserName:Manh123",
+                      invoice="HD9")
+    journal.record_result(journal.begin("http://pos", sale),
+                          parse_reply(fixture_bytes("sale_approved_swipe.json")))
+    doc = json.loads(_run(*args).output)
+    assert doc["summary"]["matched"]["count"] == 1
+    assert doc["rows"][0]["key"] == "card_approval"
+    assert doc["rows"][0]["register"]["card"] == "9704 XXXX XXXX 6163"

@@ -57,6 +57,18 @@ _MARGIN = timedelta(days=1)
 for a day more on each side and let ``reconcile`` cut the period exactly."""
 
 
+def _journal_wanted(path: Path | None, invoices: Path | None) -> bool:
+    """The journal is the register side without an invoice list; with one, it lends
+    card data when named, or when the default journal exists (never created for it)."""
+    if path is not None or invoices is None:
+        return True
+    try:
+        module = importlib.import_module("ecrlink.journal")
+        return bool(module.default_journal_path().exists())
+    except (ImportError, AttributeError):
+        return False
+
+
 def _load_journal_entries(
     path: Path | None, since: datetime | None, until: datetime | None
 ) -> tuple[list[Entry], Resolver]:
@@ -239,11 +251,17 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
     """Write beside the target and rename, so a failed run never leaves a partial
     report under the real name."""
     directory = out.resolve().parent
-    fd, tmp = tempfile.mkstemp(prefix=".ecrlink-", suffix=out.suffix, dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".ecrlink-", suffix=out.suffix, dir=directory)
+    except OSError as exc:
+        raise ReconcileError(f"cannot write {out}: {exc.strerror}") from None
     os.close(fd)
     try:
         write_report(report, tmp, lang)
-        os.replace(tmp, out)
+        try:
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise ReconcileError(f"cannot write {out}: {exc.strerror}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -293,7 +311,7 @@ def reconcile_command(
         span = _parse_window(window)
         entries: list[Entry] | None = None
         resolver: Resolver | None = None
-        if journal is not None or invoices is None:
+        if _journal_wanted(journal, invoices):
             entries, resolver = _load_journal_entries(journal, start, end)
         report = reconcile(
             bank, invoices=invoices, entries=entries, since=start, until=end,

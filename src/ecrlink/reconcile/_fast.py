@@ -29,13 +29,14 @@ from .._exceptions import ReconcileError
 from ..journal.records import Entry, State
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
 from .matcher import Outcome
-from .model import APPROVED, Category, MatchKey, Side
-from .sources import FOOTER_WORDS, file_kind, read_side, sniff_csv
+from .model import APPROVED, TEXT_FIELDS, Category, MatchKey, Side
+from .sources import FOOTER_WORDS, LENT_FIELDS, file_kind, read_side, sniff_csv
 from .values import (
     MAX_AMOUNT,
     STRIP_CHARS,
     Kind,
     card_last4,
+    cell_text,
     fold,
     mask_card,
     parse_amount,
@@ -49,6 +50,7 @@ __all__ = [
     "enrich_frame",
     "frame_to_side",
     "in_period",
+    "load_rows",
     "match_frames",
     "pending_entries",
     "read_frame",
@@ -57,8 +59,6 @@ __all__ = [
     "to_outcome",
 ]
 
-_TEXT = ("invoice", "reference", "card", "last4", "approval", "ref_no", "tid", "mid",
-         "batch", "receipt")  # fmt: skip
 _KIND = pl.Enum([k.value for k in Kind])
 """Kinds as a polars enum: one byte per row, cheap to hash and compare."""
 _SCHEMA: dict[str, Any] = {
@@ -67,7 +67,7 @@ _SCHEMA: dict[str, Any] = {
     "kind": _KIND,
     "amount": pl.Int64,
     "time": pl.Datetime("us"),
-    **dict.fromkeys(_TEXT, pl.String),
+    **dict.fromkeys(TEXT_FIELDS, pl.String),
     "state": pl.String,
     "link": pl.Int64,
 }
@@ -232,6 +232,18 @@ def _parse(
         if date_name
         else ~first_cell.str.contains("[0-9]").fill_null(False)
     )
+    # Type and status have few distinct values: parse those once, map in the pass.
+    types = dict(mapping.types) if mapping else {}
+    kind_of = (
+        _lookup_table(data, cols["type"], lambda v: (
+            parse_kind(v, types).value if cell_text(v) else None), _KIND, nulls=True)
+        if "type" in cols else pl.lit(None, _KIND)
+    )  # fmt: skip
+    ok = (
+        _lookup_table(data, cols["status"], parse_status, pl.Boolean, nulls=False)
+        if "status" in cols else pl.lit(True)
+    )  # fmt: skip
+    amount = text("amount").cast(pl.Int64, strict=False)
     frame = (
         data.lazy()
         .with_row_index("row", offset=header.index + 2)
@@ -241,11 +253,14 @@ def _parse(
         .select(
             pl.col("row").cast(pl.Int64),
             text("amount").alias("_amount_text"),
-            text("amount").cast(pl.Int64, strict=False).alias("amount"),
+            amount.alias("amount"),
             date.alias("_date_text"),
             _date_fast(date, sample).alias("time"),
-            text("type").alias("_type"),
-            text("status").alias("_status"),
+            kind_of.alias("_type"),
+            pl.when(kind_of.is_not_null()).then(kind_of)
+            .when(amount < 0).then(pl.lit(Kind.VOID.value, _KIND))
+            .otherwise(pl.lit(Kind.SALE.value, _KIND)).alias("kind"),
+            ok.alias("_ok"),
             text("invoice").str.to_uppercase().fill_null("").alias("invoice"),
             *(text(name).fill_null("").alias(name)
               for name in ("reference", "card", "tid", "mid", "batch", "receipt")),
@@ -261,37 +276,37 @@ def _parse(
     frame = _drop_footers(frame)
     dropped = 0
     if "status" in cols:
-        ok = _by_unique(frame.get_column("_status"), parse_status, pl.Boolean)
-        dropped = int((~ok).sum())
-        frame = frame.filter(ok)
-    types = dict(mapping.types) if mapping else {}
-    typed = (
-        _by_unique(frame.get_column("_type"), lambda v: parse_kind(v, types).value,
-                   _KIND, keep_null=True)
-        if "type" in cols
-        else pl.lit(None, _KIND)
-    )
-    amount = frame.get_column("amount")
-    if amount.null_count():
-        unread = amount.is_null()
+        ok_rows = frame.get_column("_ok")
+        dropped = int((~ok_rows).sum())
+        if dropped:
+            frame = frame.filter(ok_rows)
+    fast_amount = frame.get_column("amount")
+    if fast_amount.null_count():
+        unread = fast_amount.is_null()
         grouped = _amount_grouped(frame.get_column("_amount_text").filter(unread))
-        frame = frame.with_columns(amount.scatter(unread.arg_true(), grouped))
-    frame = frame.with_columns(
-        _fill_slow(frame, "amount", "_amount_text", parse_amount, pl.Int64),
-        _fill_slow(frame, "time", "_date_text", parse_datetime, pl.Datetime("us"))
-        if date_name else pl.col("time"),
-        _fill_slow(frame, "last4", "card", card_last4, pl.String),
-        (pl.lit(typed) if isinstance(typed, pl.Series) else typed).alias("_type"),
-    )
-    kind = (
-        pl.when(pl.col("_type").is_not_null()).then(pl.col("_type"))
-        .when(pl.col("amount") < 0).then(pl.lit(Kind.VOID.value, _KIND))
-        .otherwise(pl.lit(Kind.SALE.value, _KIND))
-    )  # fmt: skip
-    frame = frame.with_columns(kind.alias("kind"))
-    if frame.select(((pl.col("amount") < 0) & (pl.col("kind") == Kind.SALE.value)).any()).item():
-        raise _Unusual
-    if (frame.select(pl.col("amount").abs().max()).item() or 0) > MAX_AMOUNT:
+        frame = frame.with_columns(fast_amount.scatter(unread.arg_true(), grouped))
+    fills = [
+        fill for fill in (
+            _fill_slow(frame, "amount", "_amount_text", parse_amount, pl.Int64),
+            _fill_slow(frame, "time", "_date_text", parse_datetime, pl.Datetime("us"))
+            if date_name else None,
+            _fill_slow(frame, "last4", "card", card_last4, pl.String),
+        ) if fill is not None
+    ]  # fmt: skip
+    if fills:
+        frame = frame.with_columns(fills)
+    if (fast_amount.is_null() & frame.get_column("_type").is_null()).any():
+        # Untyped rows whose amount was read the slow way: their sign decides again.
+        frame = frame.with_columns(
+            pl.when(pl.col("_type").is_not_null()).then(pl.col("_type"))
+            .when(pl.col("amount") < 0).then(pl.lit(Kind.VOID.value, _KIND))
+            .otherwise(pl.lit(Kind.SALE.value, _KIND)).alias("kind")
+        )  # fmt: skip
+    negative_sale, largest = frame.select(
+        ((pl.col("amount") < 0) & (pl.col("kind") == Kind.SALE.value)).any().alias("neg"),
+        pl.col("amount").abs().max().alias("max"),
+    ).row(0)
+    if negative_sale or (largest or 0) > MAX_AMOUNT:
         raise _Unusual
     cards = frame.get_column("card").unique()
     if cards.str.contains("(?:[0-9][^0-9]*){11}").any():
@@ -307,13 +322,34 @@ def _parse(
     return frame.select(list(_SCHEMA)), dropped
 
 
+def _lookup_table(
+    data: pl.DataFrame, column: int, parse: Callable[[str], Any], dtype: Any, *, nulls: bool
+) -> pl.Expr:
+    """Column ``c{column}`` mapped through ``parse``, each distinct raw value parsed once.
+
+    Without ``nulls``, an empty cell is left to the standard reader to name.
+    """
+    raw = data.get_column(f"c{column}")
+    if not nulls and raw.null_count():
+        raise _Unusual
+    uniques = raw.drop_nulls().unique()
+    if len(uniques) > _SLOW_LIMIT:
+        raise _Unusual
+    try:
+        table = {u: parse(u) for u in uniques.to_list()}
+    except ReconcileError:
+        raise _Unusual from None
+    return pl.col(f"c{column}").replace_strict(table, default=None, return_dtype=dtype)
+
+
 def _fill_slow(
     frame: pl.DataFrame, name: str, source: str, parse: Callable[[str], Any], dtype: Any
-) -> pl.Expr:
-    """Column ``name`` with its nulls parsed by ``values`` from ``source``."""
+) -> pl.Expr | None:
+    """Column ``name`` with its nulls parsed by ``values`` from ``source`` (None: no
+    nulls, nothing to do)."""
     column = frame.get_column(name)
     if column.null_count() == 0:
-        return pl.col(name)
+        return None
     rest = frame.get_column(source).filter(column.is_null())
     if rest.null_count() and name != "last4":
         raise _Unusual  # an empty required cell: the standard reader names it
@@ -376,7 +412,7 @@ def side_to_frame(side: Side) -> pl.DataFrame:
             "kind": [k.value for k in side.kind],
             "amount": side.amount,
             "time": side.time,
-            **{name: getattr(side, name) for name in _TEXT},
+            **{name: getattr(side, name) for name in TEXT_FIELDS},
             "state": side.state,
             "link": side.link,
         },
@@ -392,7 +428,7 @@ def frame_to_side(frame: pl.DataFrame, source: str, entries: list[Entry | None] 
     side.kind = [Kind(k) for k in frame.get_column("kind").to_list()]
     side.amount = frame.get_column("amount").to_list()
     side.time = frame.get_column("time").to_list()
-    for name in _TEXT:
+    for name in TEXT_FIELDS:
         setattr(side, name, frame.get_column(name).to_list())
     side.state = frame.get_column("state").to_list()
     side.link = frame.get_column("link").to_list()
@@ -435,10 +471,11 @@ def _ranked(frame: pl.DataFrame, keys: tuple[str, ...], order: list[str]) -> pl.
     rows = frame.filter(_has(keys)).select(*keys, *[c for c in order if c not in carried],
                                            *carried, "idx")
     rows = rows.with_columns(pl.struct(list(keys)).hash(seed=0).alias("_h"))
-    repeated = rows.get_column("_h").is_duplicated()
     out = [*keys, *carried, "_h", "_n", "idx"]
-    if not repeated.any():
+    hashes = rows.get_column("_h")
+    if hashes.n_unique() == len(hashes):  # cheaper than is_duplicated, and common
         return rows.with_columns(pl.lit(0, pl.Int64).alias("_n")).select(out)
+    repeated = hashes.is_duplicated()
     ranked = (
         rows.filter(repeated)
         .sort([*order, "idx"], nulls_last=True)
@@ -551,9 +588,8 @@ def _pair_voids(side: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         voids = _without(voids, linked.get_column("void"))
     for keys in (("last4", "approval", "amount"), ("invoice", "amount")):
         near = (
-            side.filter(is_sale)
-            .join(voids.select(keys), on=list(keys), how="semi")
-            .filter(~pl.col("idx").is_in(taken.implode()))
+            side.join(voids.select(keys), on=list(keys), how="semi")
+            .filter(is_sale & ~pl.col("idx").is_in(taken.implode()))
         )
         found = _rank_join(voids, ["time"], near, ["time"], keys)
         if found.height:
@@ -654,14 +690,17 @@ def match_frames(
 
 
 def _duplicates(bank: pl.DataFrame, paired: pl.DataFrame) -> pl.Series:
-    sales = bank.filter((pl.col("kind") == Kind.SALE.value) & (pl.col("invoice") != ""))
+    """Step 5: bank sales charging an invoice that another bank sale charged."""
+    sale = (pl.col("kind") == Kind.SALE.value) & (pl.col("invoice") != "")
     # Hash first (cheap), then the exact check on the few rows whose hash repeats.
-    multi = sales.filter(pl.col("invoice").hash(seed=0).is_duplicated())
+    hashed = pl.when(sale).then(pl.col("invoice").hash(seed=0))
+    multi = bank.filter(sale & hashed.is_duplicated())
     multi = multi.filter(pl.col("invoice").is_duplicated())
     if multi.height == 0:
         return pl.Series("b", [], dtype=pl.Int64)
+    mine = paired.filter(pl.col("b").is_in(multi.get_column("idx").implode()))
     ranked = multi.join(
-        paired.select(
+        mine.select(
             pl.col("b").alias("idx"),
             pl.when(pl.col("ra") == pl.col("ba")).then(0).otherwise(1).alias("_p"),
         ),
@@ -699,6 +738,57 @@ def _lookup(index: pl.Series, side: pl.DataFrame) -> pl.Series:
         return pl.Series([None] * len(index), dtype=pl.Int64)
     got = amounts.gather(safe.clip(0, len(amounts) - 1))
     return pl.select(pl.when(index.is_null()).then(None).otherwise(got)).to_series()
+
+
+def load_rows(
+    result: FastResult,
+    reg: pl.DataFrame,
+    bank: pl.DataFrame,
+    entries: list[Entry | None] | None,
+    category: Category | None,
+    register_source: str,
+    bank_source: str,
+) -> tuple[Side, Side, Outcome]:
+    """The rows of one category (None: all) as Python sides and outcome.
+
+    Only the side rows those report rows name are converted: listing a few hundred
+    discrepancies must not build Python objects for a million matched payments.
+    """
+    items = result.items
+    if category is not None:
+        items = items.filter(pl.col("category") == category.value)
+        reg_idx = _named(items, "reg", "reg_void")
+        bank_idx = _named(items, "bank", "bank_void")
+        reg, bank = reg[reg_idx], bank[bank_idx]
+        items = items.with_columns(
+            _renumber("reg", reg_idx), _renumber("reg_void", reg_idx),
+            _renumber("bank", bank_idx), _renumber("bank_void", bank_idx),
+        )  # fmt: skip
+        if entries is not None:
+            entries = [entries[i] for i in reg_idx.to_list()]
+        old_reg = {old: new for new, old in enumerate(reg_idx.to_list())}
+        old_bank = {old: new for new, old in enumerate(bank_idx.to_list())}
+        resolved = [
+            (old_reg[r], old_bank[b]) for r, b in result.resolved
+            if r in old_reg and b in old_bank
+        ]  # fmt: skip
+        result = FastResult(items, resolved)
+    return (
+        frame_to_side(reg, register_source, entries),
+        frame_to_side(bank, bank_source, None),
+        to_outcome(result),
+    )
+
+
+def _named(items: pl.DataFrame, *columns: str) -> pl.Series:
+    """The side rows that ``columns`` of the report rows name, sorted."""
+    named = pl.concat([items.get_column(c).drop_nulls() for c in columns])
+    return named.unique().sort()
+
+
+def _renumber(column: str, kept: pl.Series) -> pl.Expr:
+    new = pl.int_range(len(kept), eager=True, dtype=pl.Int64)
+    return pl.col(column).replace_strict(kept, new, default=None).alias(column)
 
 
 def to_outcome(result: FastResult) -> Outcome:
@@ -742,8 +832,7 @@ def enrich_frame(
     if not found:
         return invoices, entries
     pairs = pl.concat(found)
-    lent = ("card", "last4", "approval", "ref_no", "tid", "mid", "batch", "receipt",
-            "reference", "time")  # fmt: skip
+    lent = (*LENT_FIELDS, "time")
     borrowed = pairs.join(
         journal.select(pl.col("idx").alias("r"), *(pl.col(f).alias(f"_j_{f}") for f in lent)),
         on="r",

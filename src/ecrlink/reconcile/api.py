@@ -13,7 +13,7 @@ from .._exceptions import ReconcileError
 from ..journal.records import Entry, State
 from .columns import ColumnMapping, Role, load_mapping
 from .matcher import DEFAULT_WINDOW, Outcome, match
-from .model import Side
+from .model import Category, Side
 from .report import Report, Totals, report_from_outcome
 from .sources import enrich_with_journal, read_side, rows_from_entries
 
@@ -203,12 +203,8 @@ def _run_polars(
                 proofs.append((entry, _note(bank_path, row, approval, ref_no)))
     register_source = inv_path or "journal"
 
-    def load() -> tuple[Side, Side, Outcome]:
-        return (
-            _fast.frame_to_side(reg, register_source, entries),
-            _fast.frame_to_side(bank, bank_path, None),
-            _fast.to_outcome(result),
-        )
+    def load(category: Category | None) -> tuple[Side, Side, Outcome]:
+        return _fast.load_rows(result, reg, bank, entries, category, register_source, bank_path)
 
     report = Report(
         summary=summary, loader=load,

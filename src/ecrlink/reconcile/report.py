@@ -171,7 +171,9 @@ class ReportRow:
         }
 
 
-_Loader = Callable[[], tuple[Side, Side, Outcome]]
+_Loader = Callable[[Category | None], tuple[Side, Side, Outcome]]
+"""Builds the sides and outcome behind the rows of one category (None: all). A
+loader may return more rows than asked; ``rows`` filters."""
 
 
 class Report:
@@ -220,7 +222,7 @@ class Report:
 
     def rows(self, category: Category | None = None) -> Iterator[ReportRow]:
         """The report's rows, most serious category first, then by time."""
-        reg, bank, out = self._load()
+        reg, bank, out = self._load(category)
         resolved = {r for r, _ in out.resolved}
 
         def when(i: int) -> tuple[int, bool, datetime, int]:
@@ -237,10 +239,13 @@ class Report:
         for i in sorted(wanted, key=when):
             yield _row(reg, bank, out, i, resolved)
 
-    def _load(self) -> tuple[Side, Side, Outcome]:
-        if self._loaded is None:
-            self._loaded = self._loader()
-        return self._loaded
+    def _load(self, category: Category | None) -> tuple[Side, Side, Outcome]:
+        if self._loaded is not None:
+            return self._loaded
+        loaded = self._loader(category)
+        if category is None:
+            self._loaded = loaded
+        return loaded
 
     def to_dict(self, *, rows: bool = True) -> dict[str, Any]:
         """The JSON document: ``{"summary": {...}, "rows": [...]}`` and context."""
@@ -331,7 +336,9 @@ def summarise(reg: Side, bank: Side, out: Outcome) -> dict[Category, Totals]:
 
 def report_from_outcome(reg: Side, bank: Side, out: Outcome, **context: Any) -> Report:
     """A report over sides already in memory (the standard-library engine)."""
-    return Report(summary=summarise(reg, bank, out), loader=lambda: (reg, bank, out), **context)
+    return Report(
+        summary=summarise(reg, bank, out), loader=lambda _: (reg, bank, out), **context
+    )
 
 
 # --- writers ---------------------------------------------------------------------------
