@@ -1,7 +1,14 @@
 """The SQLite journal: written by the client, read by recovery, reconciliation and the CLI.
 
-A command is inserted as ``pending`` and committed (fsync, WAL, ``synchronous=FULL``)
-before its first byte is sent; its answer or failure is the second commit. Each state
+A command is inserted as ``pending`` and committed with an fsync (WAL,
+``synchronous=FULL``) before its first byte is sent: that record is what makes a lost
+payment impossible to miss. Its answer is the second commit, written without waiting
+for the disk (``synchronous=NORMAL``): it survives any crash of the process at once,
+and an fsync moments later (the next command's) makes it survive a power cut too. If
+power fails in between, the entry reads ``pending`` again and recovery asks the
+terminal, exactly as after a crash before the answer arrived. Every other change
+(failures, resolutions by ``last trans``, the cashier or reconciliation) is
+fsynced: those cannot always be asked again. Each state
 change also appends a row to ``history`` in the same transaction, so who changed what
 and when survives. Card numbers arrive masked from the protocol core; raw replies are
 masked again here before they touch the disk.
@@ -92,6 +99,10 @@ _STATE_OF_OUTCOME = {
 }
 
 
+# Commands whose lost answer recovery can ask the terminal for again (``last trans``).
+_ASKABLE = frozenset({"sale", "void"})
+
+
 def default_data_dir() -> Path:
     """Where ecrlink keeps its data: ``$ECRLINK_HOME``, else the platform's user data dir."""
     override = os.environ.get("ECRLINK_HOME")
@@ -170,10 +181,18 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _write(self, statements: Iterable[tuple[str, tuple[Any, ...]]]) -> int | None:
-        """Run ``statements`` in one durable transaction; return the first lastrowid."""
+    def _write(
+        self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, fsync: bool = True
+    ) -> int | None:
+        """Run ``statements`` in one transaction; return the first lastrowid.
+
+        With ``fsync`` the commit waits for the disk; without, it is in the WAL (safe
+        from a process crash) and reaches the disk with the next fsynced commit.
+        """
         with self._lock:
             try:
+                if not fsync:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 first: int | None = None
                 try:
@@ -185,6 +204,9 @@ class Journal:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    if not fsync:
+                        self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path}: write failed ({exc})") from exc
             return first
@@ -277,7 +299,7 @@ class Journal:
                 ),
             ),
             self._history(entry_id, state, at, resolved_by, who, note or result.detail),
-        ])
+        ], fsync=not (by is ResolvedBy.REPLY and result.command in _ASKABLE))
         return state
 
     def record_failure(self, entry_id: int, state: State, note: str) -> None:
