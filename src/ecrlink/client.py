@@ -7,8 +7,9 @@ unreadable becomes *in doubt* and is resolved at once with ``last trans``; the c
 always gets one answer: approved, declined, canceled, or unknown (never "declined"
 for a timeout).
 
-Both classes share ``_TerminalBase``, which holds every decision; only the I/O paths
-(sending, sleeping between ``last trans`` retries) are written twice.
+Both classes share ``_TerminalBase``, which holds every decision and the whole flow of
+a transaction as generators that yield the I/O they need; each class only drives
+them, blocking or with ``await``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 from ._exceptions import (
     AmountMismatch,
@@ -75,6 +76,26 @@ that one; ``False``/``None``: no journal (no recovery across crashes, no guard).
 
 # Failures after which the terminal cannot have charged anything.
 _NOT_SENT = (ConnectError, ConnectTimeout, TerminalBusy)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """A flow's request: send ``line``, give back the raw reply (or throw the error)."""
+
+    line: str
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    """A flow's request: wait ``seconds`` before going on."""
+
+    seconds: float
+
+
+Flow = Generator[_Exchange | _Pause, bytes, T]
 
 
 def _positive_seconds(name: str, value: float) -> float:
@@ -293,11 +314,75 @@ class _TerminalBase:
             client_id=client_id, detail=detail, journal_id=entry_id,
         )
 
-    def _backoff(self, delay: float, deadline: float) -> float | None:
-        """The next pause before retrying last trans, or None when out of time."""
-        if time.monotonic() + delay >= deadline:
-            return None
-        return delay
+    # --- the flows: the whole transaction logic, written once ------------------------
+    # Each flow is a generator that yields the I/O it needs (an exchange with the
+    # terminal, or a pause) and gets the reply back, or the transport's exception
+    # thrown in. ``Terminal`` and ``AsyncTerminal`` only drive them.
+
+    def _send_flow(self, request: Request, force: bool) -> Flow[Result]:
+        """Under the lock: recover crash leftovers, apply the guard, exchange."""
+        open_ = self._orphans()
+        if open_:
+            yield from self._resolve_flow(patient=False)
+            open_ = self._orphans()
+        self._guard(request, force, open_)
+        return (yield from self._exchange_flow(request))
+
+    def _exchange_flow(self, request: Request) -> Flow[Result]:
+        entry_id = self._begin(request)
+        raw = b""
+        try:
+            raw = yield _Exchange(request.line(), self._timeout_for(request))
+            return self._record(entry_id, self._interpret(request, raw))
+        except AmountMismatch as exc:
+            self._on_amount_mismatch(entry_id, exc, raw)
+            raise
+        except BaseException as exc:
+            if not self._on_failure(request, entry_id, exc):
+                raise
+            why = str(exc)
+        amount = request.amount if isinstance(request, Sale) else None
+        last = yield from self._last_trans_flow(time.monotonic() + self.recovery_timeout)
+        return self._conclude(
+            request.request_id, amount, request.command.value, request.client_id,
+            entry_id, last, why,
+        )
+
+    def _last_trans_flow(self, deadline: float) -> Flow[Result | None]:
+        """``last trans``, retried with backoff while the terminal is busy, until ``deadline``."""
+        delay = 0.1
+        while True:
+            request = self._last()
+            remaining = deadline - time.monotonic()
+            try:
+                raw = yield _Exchange(
+                    request.line(), max(0.05, min(self.status_timeout, remaining))
+                )
+                return self._interpret(request, raw)
+            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
+                log.info("%s: last trans not answered yet (%s)", self.url, exc)
+            if time.monotonic() + delay >= deadline:
+                return None
+            yield _Pause(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _resolve_flow(self, *, patient: bool) -> Flow[list[Result]]:
+        """Ask ``last trans`` about every unresolved payment on this terminal."""
+        results: list[Result] = []
+        assert self.journal is not None
+        wait = self.recovery_timeout if patient else self.status_timeout
+        for entry in self.journal.unresolved(self.url):
+            last = yield from self._last_trans_flow(time.monotonic() + wait)
+            results.append(self._conclude(
+                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
+                entry.note or "in doubt",
+            ))
+        return results
+
+    def _recover_flow(self) -> Flow[list[Result]]:
+        """Under the lock: crash leftovers become in doubt, then all are resolved."""
+        self._orphans()
+        return (yield from self._resolve_flow(patient=True))
 
     def _orphans(self) -> list[Entry]:
         """Under the lock: crash leftovers become in doubt; return what is unresolved.
@@ -371,66 +456,29 @@ class Terminal(_TerminalBase):
 
     # --- the I/O paths ---------------------------------------------------------------
 
+    def _drive(self, flow: Flow[T]) -> T:
+        """Run a flow: do the exchanges and pauses it asks for, blocking."""
+        try:
+            step = next(flow)
+            while True:
+                try:
+                    if isinstance(step, _Pause):
+                        time.sleep(step.seconds)
+                        reply = b""
+                    else:
+                        reply = self._transport.exchange(step.line, timeout=step.timeout)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(reply)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
     def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled; see the class."""
         with self._lock():
-            open_ = self._orphans()
-            if open_:
-                self._resolve_all(patient=False)
-                open_ = self._orphans()
-            self._guard(request, force, open_)
-            return self._exchange(request)
-
-    def _exchange(self, request: Request) -> Result:
-        entry_id = self._begin(request)
-        raw = b""
-        try:
-            raw = self._transport.exchange(request.line(), timeout=self._timeout_for(request))
-            return self._record(entry_id, self._interpret(request, raw))
-        except AmountMismatch as exc:
-            self._on_amount_mismatch(entry_id, exc, raw)
-            raise
-        except BaseException as exc:
-            if not self._on_failure(request, entry_id, exc):
-                raise
-            why = str(exc)
-        amount = request.amount if isinstance(request, Sale) else None
-        last = self._ask_last_trans(time.monotonic() + self.recovery_timeout)
-        return self._conclude(
-            request.request_id, amount, request.command.value, request.client_id,
-            entry_id, last, why,
-        )
-
-    def _ask_last_trans(self, deadline: float) -> Result | None:
-        """``last trans``, retried with backoff while the terminal is busy, until ``deadline``."""
-        delay = 0.1
-        while True:
-            request = self._last()
-            remaining = deadline - time.monotonic()
-            try:
-                raw = self._transport.exchange(
-                    request.line(), timeout=max(0.05, min(self.status_timeout, remaining))
-                )
-                return self._interpret(request, raw)
-            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
-                log.info("%s: last trans not answered yet (%s)", self.url, exc)
-            pause = self._backoff(delay, deadline)
-            if pause is None:
-                return None
-            time.sleep(pause)
-            delay = min(delay * 2, 2.0)
-
-    def _resolve_all(self, *, patient: bool) -> list[Result]:
-        results: list[Result] = []
-        assert self.journal is not None
-        for entry in self.journal.unresolved(self.url):
-            wait = self.recovery_timeout if patient else self.status_timeout
-            last = self._ask_last_trans(time.monotonic() + wait)
-            results.append(self._conclude(
-                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
-                entry.note or "in doubt",
-            ))
-        return results
+            return self._drive(self._send_flow(request, force))
 
     def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``.
@@ -441,8 +489,7 @@ class Terminal(_TerminalBase):
         if self.journal is None:
             return []
         with self._lock():
-            self._orphans()
-            return self._resolve_all(patient=True)
+            return self._drive(self._recover_flow())
 
     def sale(
         self,
@@ -519,83 +566,43 @@ class AsyncTerminal(_TerminalBase):
         """Close the link to the terminal."""
         await self._transport.aclose()
 
-    async def send(self, request: Request, *, force: bool = False) -> Result:
-        """Send one prepared request under the terminal's lock, journaled."""
+    async def _drive(self, flow: Flow[T]) -> T:
+        """Run a flow: do the exchanges and pauses it asks for, awaiting."""
+        try:
+            step = next(flow)
+            while True:
+                try:
+                    if isinstance(step, _Pause):
+                        await asyncio.sleep(step.seconds)
+                        reply = b""
+                    else:
+                        reply = await self._transport.exchange(step.line, timeout=step.timeout)
+                except BaseException as exc:
+                    step = flow.throw(exc)
+                else:
+                    step = flow.send(reply)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def _locked(self, flow: Flow[T]) -> T:
+        # The lock is waited for in a worker thread so the event loop never blocks on it.
         lock = self._lock()
         await asyncio.to_thread(lock.__enter__)
         try:
-            open_ = self._orphans()
-            if open_:
-                await self._resolve_all(patient=False)
-                open_ = self._orphans()
-            self._guard(request, force, open_)
-            return await self._exchange(request)
+            return await self._drive(flow)
         finally:
             lock.__exit__(None, None, None)
 
-    async def _exchange(self, request: Request) -> Result:
-        entry_id = self._begin(request)
-        raw = b""
-        try:
-            raw = await self._transport.exchange(
-                request.line(), timeout=self._timeout_for(request)
-            )
-            return self._record(entry_id, self._interpret(request, raw))
-        except AmountMismatch as exc:
-            self._on_amount_mismatch(entry_id, exc, raw)
-            raise
-        except BaseException as exc:
-            if not self._on_failure(request, entry_id, exc):
-                raise
-            why = str(exc)
-        amount = request.amount if isinstance(request, Sale) else None
-        last = await self._ask_last_trans(time.monotonic() + self.recovery_timeout)
-        return self._conclude(
-            request.request_id, amount, request.command.value, request.client_id,
-            entry_id, last, why,
-        )
-
-    async def _ask_last_trans(self, deadline: float) -> Result | None:
-        delay = 0.1
-        while True:
-            request = self._last()
-            remaining = deadline - time.monotonic()
-            try:
-                raw = await self._transport.exchange(
-                    request.line(), timeout=max(0.05, min(self.status_timeout, remaining))
-                )
-                return self._interpret(request, raw)
-            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
-                log.info("%s: last trans not answered yet (%s)", self.url, exc)
-            pause = self._backoff(delay, deadline)
-            if pause is None:
-                return None
-            await asyncio.sleep(pause)
-            delay = min(delay * 2, 2.0)
-
-    async def _resolve_all(self, *, patient: bool) -> list[Result]:
-        results: list[Result] = []
-        assert self.journal is not None
-        for entry in self.journal.unresolved(self.url):
-            wait = self.recovery_timeout if patient else self.status_timeout
-            last = await self._ask_last_trans(time.monotonic() + wait)
-            results.append(self._conclude(
-                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
-                entry.note or "in doubt",
-            ))
-        return results
+    async def send(self, request: Request, *, force: bool = False) -> Result:
+        """Send one prepared request under the terminal's lock, journaled."""
+        return await self._locked(self._send_flow(request, force))
 
     async def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``."""
         if self.journal is None:
             return []
-        lock = self._lock()
-        await asyncio.to_thread(lock.__enter__)
-        try:
-            self._orphans()
-            return await self._resolve_all(patient=True)
-        finally:
-            lock.__exit__(None, None, None)
+        return await self._locked(self._recover_flow())
 
     async def sale(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ecrlink import InDoubtPending, Outcome, Terminal
+from ecrlink import AsyncTerminal, InDoubtPending, Outcome, Terminal
 from ecrlink.journal import Journal, ResolvedBy, State
 from ecrlink.simulator import RecordStatus, Simulator
 from tests.conftest import RawServer
@@ -155,3 +156,17 @@ def test_unresolvable_doubt_blocks_new_sales_until_the_cashier_resolves(
             journal.resolve(entry.id, State.DECLINED, by=ResolvedBy.CASHIER, who="lan")
         assert journal.unresolved(pos.url) == []
         assert pos.sale(42_000).outcome is Outcome.UNKNOWN  # allowed again (and in doubt)
+
+
+def test_async_terminal_runs_the_same_recovery(sim: Simulator, tmp_path: Path) -> None:
+    async def day() -> tuple[Outcome, Outcome, list[Outcome]]:
+        async with AsyncTerminal(
+            sim.http_url, journal=tmp_path / "j.sqlite3", timeout=1.0, status_timeout=0.8,
+            recovery_timeout=6.0,
+        ) as pos:
+            assert (await pos.sale(10_000)).approved
+            lost = await pos.sale(26_997)
+            silent = await pos.sale(26_998)
+            return lost.outcome, silent.outcome, [r.outcome for r in await pos.recover()]
+
+    assert asyncio.run(day()) == (Outcome.APPROVED, Outcome.DECLINED, [])
