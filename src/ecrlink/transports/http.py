@@ -174,10 +174,12 @@ class HttpTransport(Transport):
         common = self._common
         client = self._get_client()
         with _translated(common.base_url):
+            target = common.target(line)
             request = client.build_request(
-                "GET", line.replace(" ", "%20"),
+                "GET", target.decode("ascii"),
                 timeout=common.timeout(timeout),
-                extensions={"target": common.target(line)},
+                # httpx would re-encode the URL; the terminal gets our bytes as they are.
+                extensions={"target": target},
             )
             response = client.send(request, stream=True)
             try:
@@ -229,10 +231,12 @@ class AsyncHttpTransport(AsyncTransport):
         common = self._common
         client = await self._get_client()
         with _translated(common.base_url):
+            target = common.target(line)
             request = client.build_request(
-                "GET", line.replace(" ", "%20"),
+                "GET", target.decode("ascii"),
                 timeout=common.timeout(timeout),
-                extensions={"target": common.target(line)},
+                # httpx would re-encode the URL; the terminal gets our bytes as they are.
+                extensions={"target": target},
             )
             response = await client.send(request, stream=True)
             try:
