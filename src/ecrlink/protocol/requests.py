@@ -19,7 +19,7 @@ from typing import ClassVar
 from urllib.parse import unquote_to_bytes
 
 from .._exceptions import FieldError, RemoteProtocolError
-from .fields import check_amount, check_field, check_receipt_no
+from .fields import MAX_AMOUNT_DIGITS, check_amount, check_field, check_receipt_no
 
 __all__ = [
     "INVOICE_FIELD",
@@ -237,13 +237,15 @@ def parse_request_line(line: str | bytes) -> Request:
             if not 1 <= len(args) <= 6:
                 raise _bad("sale takes an amount and up to five fields", raw)
             amount_text = args[0].strip()
-            if not amount_text.isdigit():
+            if not (amount_text.isascii() and amount_text.isdigit()):
                 raise FieldError("amount", "must be digits only", amount_text)
+            if len(amount_text) > MAX_AMOUNT_DIGITS:
+                raise FieldError("amount", f"must have at most {MAX_AMOUNT_DIGITS} digits")
             padded = [*args[1:], "", "", "", "", ""][:5]
             return Sale(
                 request_id=request_id,
                 client_id=client_id,
-                amount=int(amount_text) if len(amount_text) <= 10 else 10**10,
+                amount=int(amount_text),
                 fields=(padded[0], padded[1], padded[2], padded[3], padded[4]),
             )
         if name == "void":
