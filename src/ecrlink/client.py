@@ -300,17 +300,17 @@ class _TerminalBase:
                 )
             return result
         if verdict is Verdict.NOT_APPROVED:
+            outcome = Outcome.DECLINED
             if entry_id is not None and self.journal is not None:
                 self.journal.resolve(
                     entry_id, State.DECLINED, by=ResolvedBy.LAST_TRANS, note=detail
                 )
-            return Result(
-                command=command, status=None, outcome=Outcome.DECLINED, request_id=request_id,
-                client_id=client_id, detail=detail, journal_id=entry_id,
-            )
-        log.warning("%s: payment %s is in doubt: %s", self.url, request_id, detail)
+        else:
+            outcome = Outcome.UNKNOWN
+            log.warning("%s: payment %s is in doubt: %s", self.url, request_id, detail)
+        # No reply of its own: status None says the terminal never answered this request.
         return Result(
-            command=command, status=None, outcome=Outcome.UNKNOWN, request_id=request_id,
+            command=command, status=None, outcome=outcome, request_id=request_id,
             client_id=client_id, detail=detail, journal_id=entry_id,
         )
 

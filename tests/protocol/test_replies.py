@@ -12,6 +12,7 @@ from ecrlink import AmountMismatch, RemoteProtocolError, ReplyTooLarge, RequestI
 from ecrlink.protocol import (
     LastTrans,
     Outcome,
+    Result,
     Sale,
     Status,
     check_answers,
@@ -161,9 +162,10 @@ def test_unmasked_card_number_is_masked_on_parse_and_in_raw() -> None:
 
 
 def test_result_dict_for_unknown_says_do_not_charge_again() -> None:
-    from ecrlink.protocol import unknown_result
-
-    result = unknown_result(SALE, "no reply within 180 s")
+    result = Result(
+        command="sale", status=None, outcome=Outcome.UNKNOWN, request_id="r",
+        detail="no reply within 180 s",
+    )
     data = result.to_dict("en")
     assert data["outcome"] == "unknown" and data["approved"] is False
     assert data["status"] is None and data["return_code"] is None

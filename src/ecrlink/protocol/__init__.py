@@ -18,7 +18,6 @@ from .replies import (
     Transaction,
     check_answers,
     parse_reply,
-    unknown_result,
 )
 from .requests import (
     INVOICE_FIELD,
@@ -62,5 +61,4 @@ __all__ = [
     "parse_reply",
     "parse_request_line",
     "transliterate",
-    "unknown_result",
 ]

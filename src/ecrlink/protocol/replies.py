@@ -30,7 +30,6 @@ __all__ = [
     "Transaction",
     "check_answers",
     "parse_reply",
-    "unknown_result",
 ]
 
 MAX_REPLY_BYTES = 64 * 1024
@@ -230,19 +229,6 @@ class Result:
             "journal_id": self.journal_id,
             "transaction": self.transaction.to_dict() if self.transaction else None,
         }
-
-
-def unknown_result(request: Request, detail: str, raw: bytes = b"") -> Result:
-    """The result of a command whose outcome nobody knows (never 'declined')."""
-    return Result(
-        command=request.command.value,
-        status=None,
-        outcome=Outcome.UNKNOWN,
-        request_id=request.request_id,
-        client_id=request.client_id,
-        raw=raw,
-        detail=detail,
-    )
 
 
 def _as_int(text: str | None) -> int | None:
