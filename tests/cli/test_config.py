@@ -163,8 +163,4 @@ def test_live_status_line_on_a_terminal() -> None:
 
 
 def test_reconcile_keeps_its_own_exit_codes() -> None:
-    from ecrlink.cli import cli
-
-    if "reconcile" not in cli.commands:  # pragma: no cover - until it lands
-        pytest.skip("ecrlink reconcile is not registered")
     assert run("reconcile", "--bogus").exit_code == 2  # its bad input, not ours (4)

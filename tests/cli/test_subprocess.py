@@ -85,12 +85,10 @@ def test_ctrl_c_during_a_sale_leaves_it_in_doubt(sim: Simulator) -> None:
 
 
 def test_demo_passes() -> None:
-    started = time.monotonic()
     p = run_process("demo", "--lang", "en")
     assert p.exit_code == 0, p.stdout + p.stderr
     assert "Summary" in p.stdout and "did what they should" in p.stdout
     assert "✗" not in p.stdout
-    assert time.monotonic() - started < 15
 
 
 def test_demo_json_in_vietnamese() -> None:

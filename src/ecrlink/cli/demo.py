@@ -10,7 +10,6 @@ the command exits 0 only if every step got it. No network, no setup, a few secon
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 import time
@@ -27,9 +26,11 @@ from rich.text import Text
 from ..client import Terminal
 from ..journal import Journal, ResolvedBy
 from ..protocol import Outcome, Result
+from ..reconcile import Category, reconcile
 from ..simulator import Simulator
 from .config import Timeouts
 from .exit_codes import EXIT_CODES_HELP, ExitStatus
+from .messages import text
 from .options import Session, command_options
 from .output import format_vnd
 
@@ -81,74 +82,65 @@ class _Day:
         self.first_receipt: str | None = None
 
 
-def _check(result: Result, outcome: Outcome, code: str | None = None) -> bool:
-    return result.outcome is outcome and (code is None or result.return_code == code)
+def _verdict(result: Result, outcome: Outcome, code: str | None = None) -> str:
+    """What the step got; marked ``!`` unless it is ``outcome`` (with ``code``, if given)."""
+    ok = result.outcome is outcome and (code is None or result.return_code == code)
+    return _said(result) if ok else "!" + _said(result)
 
 
 def _steps(day: _Day, lang: str, statement: Path) -> list[tuple[DemoStep, Callable[[], str]]]:
     """The business day, in order; each callable runs one step and returns what it got."""
-    vi = lang == "vi"
-    steps: list[tuple[DemoStep, Callable[[], str]]] = []
 
     def sale_http() -> str:
         r = day.http.sale(150_000, invoice="HD0001")
         day.first_receipt = r.transaction.receipt_no if r.transaction else None
-        return _said(r) if _check(r, Outcome.APPROVED) else "!" + _said(r)
+        return _verdict(r, Outcome.APPROVED)
 
     def sale_serial() -> str:
-        r = day.serial.sale(85_000, invoice="HD0002")
-        return _said(r) if _check(r, Outcome.APPROVED) else "!" + _said(r)
+        return _verdict(day.serial.sale(85_000, invoice="HD0002"), Outcome.APPROVED)
 
     def decline() -> str:
-        r = day.http.sale(120_051, invoice="HD0003")
-        return _said(r) if _check(r, Outcome.DECLINED, "51") else "!" + _said(r)
+        return _verdict(day.http.sale(120_051, invoice="HD0003"), Outcome.DECLINED, "51")
 
     def cancel() -> str:
-        r = day.http.sale(50_999, invoice="HD0004")
-        return _said(r) if _check(r, Outcome.CANCELED) else "!" + _said(r)
+        return _verdict(day.http.sale(50_999, invoice="HD0004"), Outcome.CANCELED)
 
     def lost() -> str:
         r = day.http.sale(200_997, invoice="HD0005")
         entry = day.journal.get(r.journal_id) if r.journal_id is not None else None
         by_last = entry is not None and entry.resolved_by is ResolvedBy.LAST_TRANS
         got = _said(r) + (" (last trans)" if by_last else "")
-        return got if _check(r, Outcome.APPROVED) and by_last else "!" + got
+        return got if r.outcome is Outcome.APPROVED and by_last else "!" + got
 
     def void() -> str:
         if day.first_receipt is None:
             return "!no receipt to void"
-        r = day.http.void(day.first_receipt)
-        return _said(r) if _check(r, Outcome.APPROVED) else "!" + _said(r)
+        return _verdict(day.http.void(day.first_receipt), Outcome.APPROVED)
 
     def settle() -> str:
-        r = day.http.settle()
-        return _said(r) if _check(r, Outcome.APPROVED) else "!" + _said(r)
+        return _verdict(day.http.settle(), Outcome.APPROVED)
 
     def journal_clear() -> str:
         open_ = day.journal.unresolved()
         return f"{len(open_)} in doubt" if not open_ else f"!{len(open_)} in doubt"
 
-    steps += [
-        (DemoStep(_t(vi, "demo_step_sale_http", invoice="HD0001"), "approved"), sale_http),
-        (DemoStep(_t(vi, "demo_step_sale_serial", invoice="HD0002"), "approved"), sale_serial),
-        (DemoStep(_t(vi, "demo_step_decline"), "declined 51"), decline),
-        (DemoStep(_t(vi, "demo_step_cancel"), "canceled"), cancel),
-        (DemoStep(_t(vi, "demo_step_lost"), "approved (last trans)"), lost),
-        (DemoStep(_t(vi, "demo_step_void", invoice="HD0001"), "approved"), void),
-        (DemoStep(_t(vi, "demo_step_settle"), "approved"), settle),
-        (DemoStep(_t(vi, "demo_step_journal"), "0 in doubt"), journal_clear),
-    ]
-    if importlib.util.find_spec("ecrlink.reconcile") is not None:
-        steps.append((
-            DemoStep(_t(vi, "demo_step_reconcile"), "matched 2, voided 1, attention 0"),
+    return [
+        (DemoStep(text("demo_step_sale_http", lang, invoice="HD0001"), "approved"), sale_http),
+        (DemoStep(text("demo_step_sale_serial", lang, invoice="HD0002"), "approved"), sale_serial),
+        (DemoStep(text("demo_step_decline", lang), "declined 51"), decline),
+        (DemoStep(text("demo_step_cancel", lang), "canceled"), cancel),
+        (DemoStep(text("demo_step_lost", lang), "approved (last trans)"), lost),
+        (DemoStep(text("demo_step_void", lang, invoice="HD0001"), "approved"), void),
+        (DemoStep(text("demo_step_settle", lang), "approved"), settle),
+        (DemoStep(text("demo_step_journal", lang), "0 in doubt"), journal_clear),
+        (
+            DemoStep(text("demo_step_reconcile", lang), "matched 2, voided 1, attention 0"),
             lambda: _reconcile(day, statement),
-        ))
-    return steps
+        ),
+    ]
 
 
 def _reconcile(day: _Day, statement: Path) -> str:
-    from ..reconcile import Category, reconcile
-
     day.sim.write_statement(statement)
     report = reconcile(statement, entries=day.journal.entries(), engine="python")
     matched = report.summary[Category.MATCHED].count
@@ -156,12 +148,6 @@ def _reconcile(day: _Day, statement: Path) -> str:
     attention = sum(t.count for c, t in report.summary.items() if c.needs_attention)
     got = f"matched {matched}, voided {voided}, attention {attention}"
     return got if (matched, voided, attention) == (2, 1, 0) else "!" + got
-
-
-def _t(vi: bool, key: str, **values: object) -> str:
-    from .messages import text
-
-    return text(key, "vi" if vi else "en", **values)
 
 
 def run_demo(session: Session) -> list[DemoStep]:
@@ -204,8 +190,6 @@ def run_demo(session: Session) -> list[DemoStep]:
                             f"{number:>2}. ", mark, f" {step.name}: ", (step.got, "bold"),
                             (f"  ({step.seconds:.1f}s)", "dim"),
                         ))
-            if not quiet and importlib.util.find_spec("ecrlink.reconcile") is None:
-                say.print(Text(session.t("demo_reconcile_missing"), style="yellow"))
     return done
 
 

@@ -134,10 +134,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Đối soát nhật ký với sao kê ngân hàng",
         "Reconcile journal vs statement",
     ),
-    "demo_reconcile_missing": (
-        "Chưa có mô-đun đối soát (ecrlink.reconcile); bỏ qua bước này.",
-        "Reconciliation (ecrlink.reconcile) is not available; step skipped.",
-    ),
     "demo_col_step": ("Bước", "Step"),
     "demo_col_expected": ("Mong đợi", "Expected"),
     "demo_col_got": ("Kết quả", "Got"),

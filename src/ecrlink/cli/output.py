@@ -64,9 +64,7 @@ _STATE_STYLE = {
 
 def format_vnd(amount: int | None) -> str:
     """``150000`` → ``150.000 VND`` (Vietnamese thousands separator)."""
-    if amount is None:
-        return "-"
-    return f"{amount:,}".replace(",", ".") + " VND"
+    return "-" if amount is None else _thousands(amount) + " VND"
 
 
 def format_time(moment: datetime | None) -> str:

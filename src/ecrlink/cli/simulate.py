@@ -6,17 +6,22 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any, TypeVar
 
 import click
 
 from .._exceptions import ConfigError
-from ..simulator import MAGIC_AMOUNTS, Simulator, parse_plan
+from ..simulator import MAGIC_AMOUNTS, Plan, Simulator, parse_plan
+from ..simulator.terminal import MAX_DELAY
 from .exit_codes import exit_status_for
 
 __all__ = ["simulate"]
 
 _DEFAULT_HTTP = "127.0.0.1:8080"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _CannotStart(click.ClickException):
@@ -34,6 +39,14 @@ def _host_port(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint="--http")
     return host, int(port)
+
+
+def _seconds_option(flag: str, default: float, help_text: str) -> Callable[[F], F]:
+    """A delay or timer in seconds, within what the simulator's settings accept."""
+    return click.option(
+        flag, type=click.FloatRange(0, MAX_DELAY), default=default, show_default=True,
+        help=help_text,
+    )
 
 
 def _magic_help() -> str:
@@ -57,17 +70,12 @@ def _magic_help() -> str:
     "--state", "state_file", type=click.Path(dir_okay=False),
     help="Keep the terminals' batches in this JSON file across restarts.",
 )
-@click.option(
-    "--card-delay", type=click.FloatRange(0, 3600), default=2.0, show_default=True,
-    help="Seconds the customer takes at the card reader (0: instant).",
+@_seconds_option(
+    "--card-delay", 2.0, "Seconds the customer takes at the card reader (0: instant)."
 )
-@click.option(
-    "--bank-delay", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
-    help="Seconds between the bank's approval and the reply.",
-)
-@click.option(
-    "--no-answer-timeout", type=click.FloatRange(0, 3600), default=30.0, show_default=True,
-    help="The terminal's own timer for a request it never answers (…998).",
+@_seconds_option("--bank-delay", 0.0, "Seconds between the bank's approval and the reply.")
+@_seconds_option(
+    "--no-answer-timeout", 30.0, "The terminal's own timer for a request it never answers (…998)."
 )
 @click.option(
     "--terminals", type=click.IntRange(1, 1000), default=1, show_default=True,
@@ -117,11 +125,10 @@ def simulate(
         format="%(asctime)s %(message)s",
         stream=sys.stderr,
     )
-    for outcome in script:
-        try:
-            parse_plan(outcome)
-        except ConfigError as exc:
-            raise click.BadParameter(str(exc), param_hint="--script") from exc
+    try:
+        plans: list[Plan] = [parse_plan(outcome) for outcome in script]
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--script") from exc
     if http_addr is None and serial_path is None:
         http_addr = _DEFAULT_HTTP
     http = _host_port(http_addr) if http_addr is not None else None
@@ -160,8 +167,8 @@ def simulate(
                         f"{sim.serial_urls[terminal]} ({sim.serial_devices[terminal]})"
                     )
                 click.echo(f"terminal {terminal + 1} TID {tid}: {'  '.join(where)}")
-                if script:
-                    sim.script(script, terminal)
+                if plans:
+                    sim.script(plans, terminal)
             click.echo("ready; Ctrl-C to stop", err=True)
             sys.stdout.flush()
             while not stop.wait(0.5):

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from .._exceptions import ConfigError
@@ -218,7 +219,7 @@ class HttpFrontEnd:
                     terminal.settings.update(_json_body(body, dict))
                 elif method != b"GET":
                     return 405, {"status": "ERROR", "message": "use GET or POST"}
-                return 200, {"status": "OK", "settings": terminal.state()["settings"]}
+                return 200, {"status": "OK", "settings": asdict(terminal.settings)}
         except (ConfigError, ValueError) as exc:
             return 400, {"status": "ERROR", "message": str(exc)}
         return 404, {

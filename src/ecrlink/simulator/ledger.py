@@ -124,31 +124,6 @@ class TransactionRecord:
         """F5, the reference code."""
         return self.fields[REFERENCE_FIELD - 1]
 
-    @property
-    def f1(self) -> str:
-        """Option field F1."""
-        return self.fields[0]
-
-    @property
-    def f2(self) -> str:
-        """Option field F2."""
-        return self.fields[1]
-
-    @property
-    def f3(self) -> str:
-        """Option field F3 (the invoice)."""
-        return self.fields[2]
-
-    @property
-    def f4(self) -> str:
-        """Option field F4."""
-        return self.fields[3]
-
-    @property
-    def f5(self) -> str:
-        """Option field F5 (the reference)."""
-        return self.fields[4]
-
 
 @dataclass(frozen=True, slots=True)
 class BatchSummary:
@@ -282,9 +257,13 @@ class Ledger:
 
     def open_sale(self, receipt_no: int) -> TransactionRecord | None:
         """The sale with this receipt number in the open batch, if any."""
-        for r in self._open:
+        index = self._open_sale_index(receipt_no)
+        return self._open[index] if index is not None else None
+
+    def _open_sale_index(self, receipt_no: int) -> int | None:
+        for i, r in enumerate(self._open):
             if r.command == "sale" and r.receipt_no == receipt_no:
-                return r
+                return i
         return None
 
     def find(self, request_id: str) -> list[TransactionRecord]:
@@ -393,37 +372,14 @@ class Ledger:
     def void(self, request: Void, *, now: datetime, delivery: str = "reply") -> TransactionRecord:
         """Void the approved sale with this receipt number in the open batch, once."""
         wanted = int(request.receipt_no)
-        index = next(
-            (
-                i
-                for i, r in enumerate(self._open)
-                if r.command == "sale" and r.receipt_no == wanted
-            ),
-            None,
-        )
-        original = self._open[index] if index is not None else None
-        if original is None or original.status is not RecordStatus.APPROVED:
-            if original is None:
-                why = f"no receipt {wanted} in open batch {self._batch_no}"
-            else:
-                why = f"receipt {wanted} is {original.status.value}"
-            return self._add(
-                TransactionRecord(
-                    seq=self._last_seq + 1,
-                    command="void",
-                    status=RecordStatus.DECLINED,
-                    request_id=request.request_id,
-                    client_id=request.client_id,
-                    time=now,
-                    batch_no=self._batch_no,
-                    return_code=INVALID_TRANSACTION,
-                    receipt_no=wanted,
-                    void_of=wanted,
-                    delivery=delivery,
-                    detail=why,
-                )
-            )
-        assert index is not None
+        index = self._open_sale_index(wanted)
+        if index is None:
+            why = f"no receipt {wanted} in open batch {self._batch_no}"
+            return self._void_refused(request, now, wanted, delivery, why)
+        original = self._open[index]
+        if original.status is not RecordStatus.APPROVED:
+            why = f"receipt {wanted} is {original.status.value}"
+            return self._void_refused(request, now, wanted, delivery, why)
         stan = self._consume_stan()
         assert original.card is not None
         record = TransactionRecord(
@@ -449,6 +405,27 @@ class Ledger:
         self._open[index] = replace(original, status=RecordStatus.VOIDED)
         self._last_success = record
         return self._add(record)
+
+    def _void_refused(
+        self, request: Void, now: datetime, receipt_no: int, delivery: str, why: str
+    ) -> TransactionRecord:
+        """Return code 12: nothing changes but the record list."""
+        return self._add(
+            TransactionRecord(
+                seq=self._last_seq + 1,
+                command="void",
+                status=RecordStatus.DECLINED,
+                request_id=request.request_id,
+                client_id=request.client_id,
+                time=now,
+                batch_no=self._batch_no,
+                return_code=INVALID_TRANSACTION,
+                receipt_no=receipt_no,
+                void_of=receipt_no,
+                delivery=delivery,
+                detail=why,
+            )
+        )
 
     def settle(
         self, request: Settle, *, now: datetime, delivery: str = "reply"

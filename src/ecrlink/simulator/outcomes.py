@@ -55,15 +55,6 @@ class Plan:
             return f"decline:{self.return_code}"
         return self.behaviour.value
 
-    @property
-    def charges(self) -> bool:
-        """True if the bank approves (the customer's money is taken)."""
-        return self.return_code == "00" and self.behaviour in (
-            Behaviour.APPROVE,
-            Behaviour.LOST_REPLY,
-            Behaviour.TRUNCATED,
-        )
-
 
 APPROVE = Plan(Behaviour.APPROVE)
 

@@ -46,6 +46,11 @@ def _six(number: int | None) -> str:
     return f"{number or 0:06d}"
 
 
+def _time(record: TransactionRecord) -> str:
+    """``YYYYMMDDhhmmss`` in Vietnam time, as the terminal prints it."""
+    return record.time.astimezone(VIETNAM_TIME).strftime("%Y%m%d%H%M%S")
+
+
 def _envelope(
     request_id: str, client_id: str, command: str, status: str, info: dict[str, str] | None
 ) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def _trans_info(record: TransactionRecord, identity: Identity) -> dict[str, str]
         info["cardNo"] = card.card_no
     info["amount"] = str(record.amount)
     info["STAN"] = _six(record.stan)
-    info["time"] = record.time.astimezone(VIETNAM_TIME).strftime("%Y%m%d%H%M%S")
+    info["time"] = _time(record)
     info["expireDate"] = card.expire_date
     info["refNo"] = record.ref_no or ""
     info["approvalCode"] = record.approval_code or ""
@@ -119,7 +124,7 @@ def void_refused(record: TransactionRecord, identity: Identity) -> dict[str, Any
     """``DONE`` with return code 12: the receipt cannot be voided; nothing changed."""
     info = {
         "transType": _TRANS_TYPE["void"],
-        "time": record.time.astimezone(VIETNAM_TIME).strftime("%Y%m%d%H%M%S"),
+        "time": _time(record),
         "returnCode": record.return_code or "",
         "tid": identity.tid,
         "mid": identity.mid,

@@ -144,7 +144,14 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     A crash leaves either the old file or the new one, never half of either.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    _write_durably(tmp, data, os.O_TRUNC, mode)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _write_durably(path: Path, data: bytes, flags: int, mode: int = 0o600) -> None:
+    """Open ``path`` (``O_TRUNC`` or ``O_APPEND``), write all of ``data``, fsync, close."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, mode)
     try:
         view = memoryview(data)
         while view:
@@ -152,8 +159,6 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -411,11 +416,4 @@ class StateStore:
 
 
 def _append_durably(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_durably(path, data, os.O_APPEND)

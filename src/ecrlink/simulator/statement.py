@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..protocol import VIETNAM_TIME
-from .ledger import Identity, RecordStatus, TransactionRecord
+from .ledger import Identity, TransactionRecord
 from .state import write_atomically
 
 __all__ = ["STATEMENT_HEADER", "statement_rows", "write_statement"]
@@ -28,6 +28,9 @@ STATEMENT_HEADER = (
     "Transaction date", "TID", "MID", "Card number", "Amount", "Approval code", "RRN",
     "Invoice", "Reference", "Batch", "Receipt", "Type",
 )
+
+_TYPE = {"sale": "SALE", "void": "VOID"}
+"""The commands the bank settles, and their ``Type`` column."""
 
 
 def _row(record: TransactionRecord, identity: Identity, kind: str) -> tuple[str, ...]:
@@ -52,15 +55,11 @@ def statement_rows(
     records: Iterable[tuple[Identity, TransactionRecord]],
 ) -> list[tuple[str, ...]]:
     """The statement's rows (without header) for ``(terminal, record)`` pairs, in order."""
-    rows: list[tuple[str, ...]] = []
-    for identity, record in records:
-        if record.command == "sale" and record.status in (
-            RecordStatus.APPROVED, RecordStatus.VOIDED,
-        ):
-            rows.append(_row(record, identity, "SALE"))
-        elif record.command == "void" and record.status is RecordStatus.APPROVED:
-            rows.append(_row(record, identity, "VOID"))
-    return rows
+    return [
+        _row(record, identity, _TYPE[record.command])
+        for identity, record in records
+        if record.command in _TYPE and record.approved  # a voided sale was approved too
+    ]
 
 
 def write_statement(

@@ -40,12 +40,17 @@ from .replies import (
 )
 from .state import StateStore, TerminalState, record_to_dict, summary_to_dict
 
-__all__ = ["MAX_REQUEST_BYTES", "Answer", "AnswerKind", "Settings", "SimulatedTerminal"]
+__all__ = [
+    "MAX_DELAY", "MAX_REQUEST_BYTES", "Answer", "AnswerKind", "Settings", "SimulatedTerminal",
+]
 
 log = logging.getLogger("ecrlink.simulator")
 
 MAX_REQUEST_BYTES = 1024
 """A request line longer than this is refused (the protocol's lines are ~150 bytes)."""
+
+MAX_DELAY = 3600
+"""The longest delay or timer a terminal takes, in seconds."""
 
 Clock = Callable[[], datetime]
 Hangup = Callable[[], asyncio.Event]
@@ -97,9 +102,9 @@ class Settings:
             if key not in ("card_delay", "bank_delay", "no_answer_timeout"):
                 raise ConfigError(f"unknown setting {key!r}")
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 <= value <= 3600
+                0 <= value <= MAX_DELAY
             ):
-                raise ConfigError(f"{key} must be a number of seconds from 0 to 3600")
+                raise ConfigError(f"{key} must be a number of seconds from 0 to {MAX_DELAY}")
             checked[key] = float(value)
         for key, number in checked.items():
             setattr(self, key, number)
@@ -147,15 +152,14 @@ class SimulatedTerminal:
     async def handle(self, line: bytes, hangup: Hangup | None = None) -> Answer:
         """Process one request line; ``hangup`` lets an HTTP ECR's departure be seen."""
         if self._busy:
-            log.info("%s busy, refused: %s", self.name, _shown(line))
+            log.info("%s busy, refused: %s", self.name, _Shown(line))
             return _ERROR_BUSY
         try:
             request = parse_request_line(line)
         except RemoteProtocolError as exc:
-            log.info("%s malformed request %s: %s", self.name, _shown(line), exc)
+            log.info("%s malformed request %s: %s", self.name, _Shown(line), exc)
             return Answer(AnswerKind.ERROR, error_body(str(exc)))
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s <- %s", self.name, _shown(line))
+        log.info("%s <- %s", self.name, _Shown(line))
         self._busy = True
         stays_busy = False
         try:
@@ -244,13 +248,12 @@ class SimulatedTerminal:
     async def _void(self, request: Void) -> Answer:
         ledger = self.ledger
         record = ledger.void(request, now=self._clock())
-        voided = ledger.open_sale(record.void_of) if record.void_of is not None else None
-        if record.return_code == INVALID_TRANSACTION or voided is None:
-            await self._persist(record)
-        else:
-            await self._persist(voided, record)
         if record.return_code == INVALID_TRANSACTION:
+            await self._persist(record)
             return Answer(AnswerKind.REPLY, encode(void_refused(record, ledger.identity)))
+        # The sale it canceled changed too (now ``voided``): both go to the log.
+        voided = ledger.open_sale(record.void_of or 0)
+        await self._persist(*(r for r in (voided, record) if r is not None))
         if self.settings.bank_delay > 0:
             await asyncio.sleep(self.settings.bank_delay)
         return Answer(AnswerKind.REPLY, encode(transaction_reply(record, ledger.identity)))
@@ -361,7 +364,17 @@ async def _hung_up_within(seconds: float, hangup: Hangup | None) -> bool:
     return True
 
 
-def _shown(line: bytes) -> str:
-    """The request line for a log: one printable line, short even if the request was not."""
-    text = "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in line[:200])
-    return text + ("..." if len(line) > 200 else "")
+class _Shown:
+    """The request line for a log: one printable line, short even if the request was not.
+
+    Formatted only if the log line is written (``-q`` turns these off).
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: bytes) -> None:
+        self.line = line
+
+    def __str__(self) -> str:
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in self.line[:200])
+        return text + ("..." if len(self.line) > 200 else "")
