@@ -21,6 +21,7 @@ from .replies import (
 )
 from .requests import (
     INVOICE_FIELD,
+    MAX_REQUEST_LINE,
     REFERENCE_FIELD,
     Command,
     LastTrans,
@@ -34,6 +35,7 @@ from .requests import (
 __all__ = [
     "INVOICE_FIELD",
     "MAX_REPLY_BYTES",
+    "MAX_REQUEST_LINE",
     "REFERENCE_FIELD",
     "RETURN_CODES",
     "VIETNAM_TIME",

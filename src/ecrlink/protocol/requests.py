@@ -23,6 +23,7 @@ from .fields import MAX_AMOUNT_DIGITS, check_amount, check_field, check_receipt_
 
 __all__ = [
     "INVOICE_FIELD",
+    "MAX_REQUEST_LINE",
     "REFERENCE_FIELD",
     "Command",
     "LastTrans",
@@ -38,7 +39,8 @@ INVOICE_FIELD = 3
 REFERENCE_FIELD = 5
 """F5 carries a reference code, by the spec's convention."""
 
-_MAX_REQUEST_LINE = 1024
+MAX_REQUEST_LINE = 1024
+"""The longest request line a terminal accepts, in bytes."""
 
 
 class Command(enum.StrEnum):
@@ -206,8 +208,8 @@ def parse_request_line(line: str | bytes) -> Request:
     ``void|000061``, and a sale with fewer than five F fields.
     """
     raw = line.encode("utf-8", "replace") if isinstance(line, str) else bytes(line)
-    if len(raw) > _MAX_REQUEST_LINE:
-        raise _bad(f"request line longer than {_MAX_REQUEST_LINE} bytes", raw[:64])
+    if len(raw) > MAX_REQUEST_LINE:
+        raise _bad(f"request line longer than {MAX_REQUEST_LINE} bytes", raw[:64])
     try:
         text = unquote_to_bytes(raw.strip()).decode("ascii")
     except UnicodeDecodeError:

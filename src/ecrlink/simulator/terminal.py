@@ -24,7 +24,15 @@ from datetime import datetime
 from typing import Any
 
 from .._exceptions import ConfigError, RemoteProtocolError
-from ..protocol import LastTrans, Request, Sale, Settle, Void, parse_request_line
+from ..protocol import (
+    MAX_REQUEST_LINE,
+    LastTrans,
+    Request,
+    Sale,
+    Settle,
+    Void,
+    parse_request_line,
+)
 from .ledger import INVALID_TRANSACTION, Ledger, RecordStatus, TransactionRecord
 from .outcomes import Behaviour, Script, plan_for_amount
 from .replies import (
@@ -46,7 +54,7 @@ __all__ = [
 
 log = logging.getLogger("ecrlink.simulator")
 
-MAX_REQUEST_BYTES = 1024
+MAX_REQUEST_BYTES = MAX_REQUEST_LINE
 """A request line longer than this is refused (the protocol's lines are ~150 bytes)."""
 
 MAX_DELAY = 3600
