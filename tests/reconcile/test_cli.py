@@ -128,6 +128,18 @@ def test_journal_in_doubt_resolved_and_recorded(files: dict[str, Path]) -> None:
     assert resolved.note is not None and "bank.csv row 3" in resolved.note
 
 
+def test_summary_counts_in_doubt_and_resolved(files: dict[str, Path]) -> None:
+    path = files["dir"] / "journal.sqlite3"
+    journal = Journal(path)
+    for n, (amount, invoice) in enumerate([(85_000, "HD2"), (40_000, "HD3")]):
+        sale = Sale.build(amount, request_id=f"r{n}", client_id="c", invoice=invoice)
+        journal.record_failure(journal.begin("http://pos", sale), State.IN_DOUBT, "no reply")
+    result = _run("--bank", str(files["bank"]), "--journal", str(path))
+    assert result.exit_code == 1
+    assert "1 payment(s) still in doubt" in result.output  # HD3: not on the statement
+    assert "1 in-doubt payment(s) proved approved" in result.output  # HD2
+
+
 def test_default_register_side_is_the_journal(files: dict[str, Path]) -> None:
     result = _run("--bank", str(files["bank"]), "--json")
     assert result.exit_code == 1  # an empty default journal: both bank rows unexplained

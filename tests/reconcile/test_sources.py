@@ -121,6 +121,14 @@ def test_status_column_leaves_declines_out(tmp_path: Path, engine: str) -> None:
     assert side.dropped == 1
 
 
+def test_full_card_numbers_are_masked(tmp_path: Path, engine: str) -> None:
+    header = ["Date", "Amount", "Invoice", "Card"]
+    rows = [["02/03/2026", "100", "A", "9704361234566163"], ["02/03/2026", "200", "B", ""]]
+    side = _read(write_csv(tmp_path / "s.csv", header, rows), engine)
+    assert side.card == ["970436XXXXXX6163", ""]
+    assert side.last4 == ["6163", ""]
+
+
 def test_negative_amount_without_type_is_a_void(tmp_path: Path, engine: str) -> None:
     rows = [["02/03/2026", "100.000", "A"], ["02/03/2026", "-100.000", "A"]]
     side = _read(write_csv(tmp_path / "s.csv", ["Date", "Amount", "Invoice"], rows), engine)
@@ -180,6 +188,14 @@ def test_empty_date_and_empty_amount(tmp_path: Path, engine: str) -> None:
 def test_unknown_type(tmp_path: Path, engine: str) -> None:
     err = _error(write_bank(tmp_path / "s.csv", [bank_row(100, kind="SETTLE")]), engine)
     assert (err.row, err.column) == (2, "Type")
+
+
+def test_unknown_status(tmp_path: Path, engine: str) -> None:
+    header = ["Date", "Amount", "Invoice", "Status"]
+    rows = [["02/03/2026", "100", "A", "Thành công"], ["02/03/2026", "200", "B", "maybe"]]
+    err = _error(write_csv(tmp_path / "s.csv", header, rows), engine)
+    assert (err.row, err.column) == (3, "Status")
+    assert "unknown status" in str(err)
 
 
 def test_duplicated_header(tmp_path: Path, engine: str) -> None:

@@ -202,8 +202,10 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
     listing = Table(title=text["attention"], title_justify="left")
     for name in ("category", "time", "amount", "invoice", "card", "approval", "ref_no", "row"):
         listing.add_column(name)
-    extra = 0
+    extra = in_doubt = 0
     for row in problems:
+        if row.category is Category.ECR_ONLY and row.in_doubt:
+            in_doubt += 1
         if shown >= _SHOWN_ROWS:
             extra += 1
             continue
@@ -228,11 +230,6 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
         console.print(listing)
         if extra:
             console.print(text["more"].format(n=extra))
-    in_doubt = (
-        sum(1 for r in report.rows(Category.ECR_ONLY) if r.in_doubt)
-        if report.summary[Category.ECR_ONLY].count
-        else 0
-    )
     if in_doubt:
         console.print(text["in_doubt"].format(n=in_doubt))
     if report.resolved:

@@ -26,11 +26,11 @@ from typing import Any
 import polars as pl
 
 from .._exceptions import ReconcileError
-from ..journal.records import Entry, State
+from ..journal.records import Entry
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
-from .matcher import Outcome
-from .model import APPROVED, TEXT_FIELDS, Category, MatchKey, Side
-from .sources import FOOTER_WORDS, LENT_FIELDS, file_kind, read_side, sniff_csv
+from .matcher import EXACT_KEYS, LOOSE_KEYS, VOID_KEYS, Outcome, text_columns
+from .model import APPROVED, TEXT_FIELDS, UNSETTLED, Category, MatchKey, Side
+from .sources import FOOTER_WORDS, LEND_KEYS, LENT_FIELDS, file_kind, read_side, sniff_csv
 from .values import (
     MAX_AMOUNT,
     STRIP_CHARS,
@@ -310,8 +310,9 @@ def _parse(
         raise _Unusual
     cards = frame.get_column("card").unique()
     if cards.str.contains("(?:[0-9][^0-9]*){11}").any():
+        masked = _parse_distinct(cards, mask_card)
         frame = frame.with_columns(
-            _by_unique(frame.get_column("card"), mask_card, pl.String).alias("card")
+            pl.col("card").replace_strict(masked, default=None, return_dtype=pl.String)
         )
     frame = frame.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"),
@@ -332,13 +333,7 @@ def _lookup_table(
     raw = data.get_column(f"c{column}")
     if not nulls and raw.null_count():
         raise _Unusual
-    uniques = raw.drop_nulls().unique()
-    if len(uniques) > _SLOW_LIMIT:
-        raise _Unusual
-    try:
-        table = {u: parse(u) for u in uniques.to_list()}
-    except ReconcileError:
-        raise _Unusual from None
+    table = _parse_distinct(raw, parse)
     return pl.col(f"c{column}").replace_strict(table, default=None, return_dtype=dtype)
 
 
@@ -351,15 +346,9 @@ def _fill_slow(
     if column.null_count() == 0:
         return None
     rest = frame.get_column(source).filter(column.is_null())
-    if rest.null_count() and name != "last4":
+    if rest.null_count():
         raise _Unusual  # an empty required cell: the standard reader names it
-    uniques = rest.drop_nulls().unique()
-    if len(uniques) > _SLOW_LIMIT:
-        raise _Unusual
-    try:
-        table = {v: parse(v) for v in uniques.to_list()}
-    except ReconcileError:
-        raise _Unusual from None
+    table = _parse_distinct(rest, parse)
     return pl.col(name).fill_null(
         pl.col(source).replace_strict(table, default=None, return_dtype=dtype)
     )
@@ -378,29 +367,16 @@ def _drop_footers(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
-def _by_unique(
-    series: pl.Series,
-    parse: Callable[[str], Any],
-    dtype: Any,
-    *,
-    keep_null: bool = False,
-) -> pl.Series:
-    """Parse each distinct value once in Python (for low-cardinality columns).
-
-    With ``keep_null``, an empty cell stays null (an empty type means a sale).
-    """
-    if keep_null:
-        series = series.replace("", None)
-    elif series.null_count() or (series == "").any():
-        raise _Unusual
-    uniques = series.drop_nulls().unique()
+def _parse_distinct(values: pl.Series, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """Each distinct non-null value parsed once by ``values`` (for columns with few
+    of them); too many, or one that does not parse: the standard reader's job."""
+    uniques = values.drop_nulls().unique()
     if len(uniques) > _SLOW_LIMIT:
         raise _Unusual
     try:
-        table = {u: parse(u) for u in uniques.to_list()}
+        return {u: parse(u) for u in uniques.to_list()}
     except ReconcileError:
         raise _Unusual from None
-    return series.replace_strict(table, default=None, return_dtype=dtype)
 
 
 def side_to_frame(side: Side) -> pl.DataFrame:
@@ -438,16 +414,6 @@ def frame_to_side(frame: pl.DataFrame, source: str, entries: list[Entry | None] 
 
 # --- matching ------------------------------------------------------------------------
 
-_EXACT = (
-    (MatchKey.INVOICE, ("kind", "invoice", "amount")),
-    (MatchKey.CARD_APPROVAL, ("kind", "last4", "approval", "amount")),
-    (MatchKey.REF_NO, ("kind", "ref_no", "amount")),
-)
-_LOOSE = (
-    (MatchKey.INVOICE, ("kind", "invoice")),
-    (MatchKey.CARD_APPROVAL, ("kind", "last4", "approval")),
-    (MatchKey.REF_NO, ("kind", "ref_no")),
-)
 _MATCH_COLUMNS = ["idx", "kind", "amount", "time", "invoice", "last4", "approval", "ref_no",
                   "state", "link"]  # fmt: skip
 _PAIR = pl.Schema(
@@ -456,7 +422,7 @@ _PAIR = pl.Schema(
 
 
 def _has(keys: tuple[str, ...]) -> pl.Expr:
-    return pl.all_horizontal([pl.col(k) != "" for k in keys if k not in ("kind", "amount")])
+    return pl.all_horizontal([pl.col(k) != "" for k in text_columns(keys)])
 
 
 def _ranked(frame: pl.DataFrame, keys: tuple[str, ...], order: list[str]) -> pl.DataFrame:
@@ -538,11 +504,11 @@ def _cascade(
     """Pairs (r, b, key, ra, ba) and the rows left on each side (rules of matcher)."""
     reg = reg.with_columns((pl.col("state") != APPROVED).alias("_doubt"))
     found: list[pl.DataFrame] = []
-    stages = _EXACT + (_LOOSE if loose else ())
+    stages = EXACT_KEYS + (LOOSE_KEYS if loose else ())
     for n, (name, keys) in enumerate(stages):
         if reg.height == 0 or bank.height == 0:
             break
-        exact = n < len(_EXACT)
+        exact = n < len(EXACT_KEYS)
         candidates = reg if exact else reg.filter(pl.col("state") == APPROVED)
         pairs = _rank_join(candidates, ["_doubt", "time"], bank, ["time"], keys)
         if name is MatchKey.CARD_APPROVAL:
@@ -586,7 +552,7 @@ def _pair_voids(side: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         taken = linked.get_column("sale")
         pairs.append(linked)
         voids = _without(voids, linked.get_column("void"))
-    for keys in (("last4", "approval", "amount"), ("invoice", "amount")):
+    for keys in VOID_KEYS:
         near = (
             side.join(voids.select(keys), on=list(keys), how="semi")
             .filter(is_sale & ~pl.col("idx").is_in(taken.implode()))
@@ -805,11 +771,10 @@ def to_outcome(result: FastResult) -> Outcome:
 
 def pending_entries(entries: list[Entry | None]) -> Callable[[int], bool]:
     """``pending(i)`` for register rows backed by journal entries."""
-    waiting = (State.IN_DOUBT, State.PENDING)
 
     def pending(i: int) -> bool:
         e = entries[i]
-        return e is not None and e.state in waiting
+        return e is not None and e.state in UNSETTLED
 
     return pending
 
@@ -822,7 +787,7 @@ def enrich_frame(
     inv = invoices.filter(sale)
     jou = journal.filter(sale).with_columns((pl.col("state") != APPROVED).alias("_doubt"))
     found: list[pl.DataFrame] = []
-    for keys in (("invoice", "amount"), ("invoice",)):
+    for keys in LEND_KEYS:
         pairs = _rank_join(inv, [], jou, ["_doubt", "row"], keys)
         if pairs.height:
             found.append(pairs)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .._exceptions import ReconcileError
 from ..journal.records import Entry, State
 from .columns import ColumnMapping, Role, load_mapping
 from .matcher import DEFAULT_WINDOW, Outcome, match
 from .model import Category, Side
-from .report import Report, Totals, report_from_outcome
+from .report import Report, Totals, summarise
 from .sources import enrich_with_journal, read_side, rows_from_entries
 
 __all__ = ["FAST_THRESHOLD_BYTES", "Engine", "Resolver", "reconcile"]
@@ -65,19 +66,47 @@ def reconcile(
         raise ReconcileError(f"the period is empty: {since} is after {until}")
     if window < timedelta(0):
         raise ReconcileError("the window cannot be negative")
-    mappings = _mappings(mapping)
-    journal = rows_from_entries(entries) if entries is not None else None
-    bank_path = os.fspath(bank)
-    inv_path = os.fspath(invoices) if invoices is not None else None
-    run = _run_polars if _use_polars(engine, bank_path, inv_path) else _run_python
-    report, proofs = run(bank_path, inv_path, journal, since, until, window, mappings)
+    job = _Job(
+        bank=os.fspath(bank),
+        invoices=os.fspath(invoices) if invoices is not None else None,
+        journal=rows_from_entries(entries) if entries is not None else None,
+        since=since, until=until, window=window, mappings=_mappings(mapping),
+    )  # fmt: skip
+    polars = _use_polars(engine, job.bank, job.invoices)
+    done = (_run_polars if polars else _run_python)(job)
+    report = Report(
+        summary=done.summary, loader=done.loader,
+        bank_source=job.bank, register_source=job.invoices or "journal",
+        since=since, until=until, window=window, resolved=[e for e, _ in done.proofs],
+        dropped=done.dropped, engine="polars" if polars else "python",
+    )  # fmt: skip
     if resolve is not None:
-        for entry, note in proofs:
+        for entry, note in done.proofs:
             resolve(entry, State.APPROVED, note)
     return report
 
 
-_Proofs = list[tuple[Entry, str]]
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What both engines are asked: the files, the journal's side, the period."""
+
+    bank: str
+    invoices: str | None
+    journal: Side | None
+    since: datetime | None
+    until: datetime | None
+    window: timedelta
+    mappings: Mapping[Role, ColumnMapping]
+
+
+class _Done(NamedTuple):
+    """What an engine answers; ``reconcile`` makes the report of it."""
+
+    summary: Mapping[Category, Totals]
+    loader: Callable[[Category | None], tuple[Side, Side, Outcome]]
+    proofs: list[tuple[Entry, str]]
+    """In-doubt entries the statement proves approved, each with its note."""
+    dropped: dict[str, int]
 
 
 def _note(path: str, row: int, approval: str, ref_no: str) -> str:
@@ -130,87 +159,69 @@ def _in_period(side: Side, since: datetime | None, until: datetime | None) -> Si
     return side if len(keep) == len(side) else side.take(keep)
 
 
-def _run_python(
-    bank_path: str,
-    inv_path: str | None,
-    journal: Side | None,
-    since: datetime | None,
-    until: datetime | None,
-    window: timedelta,
-    mappings: Mapping[Role, ColumnMapping],
-) -> tuple[Report, _Proofs]:
-    bank = read_side(bank_path, "bank", mappings.get("bank"))
-    if inv_path is not None:
-        reg = read_side(inv_path, "invoices", mappings.get("invoices"))
-        if journal is not None:
-            enrich_with_journal(reg, journal)
+def _run_python(job: _Job) -> _Done:
+    bank = read_side(job.bank, "bank", job.mappings.get("bank"))
+    if job.invoices is not None:
+        reg = read_side(job.invoices, "invoices", job.mappings.get("invoices"))
+        if job.journal is not None:
+            enrich_with_journal(reg, job.journal)
     else:
-        assert journal is not None
-        reg = journal
-    bank, reg = _in_period(bank, since, until), _in_period(reg, since, until)
-    out = match(reg, bank, window)
-    proofs: _Proofs = [
-        (e, _note(bank_path, bank.row[b], bank.approval[b], bank.ref_no[b]))
+        assert job.journal is not None
+        reg = job.journal
+    bank, reg = _in_period(bank, job.since, job.until), _in_period(reg, job.since, job.until)
+    out = match(reg, bank, job.window)
+    proofs = [
+        (e, _note(job.bank, bank.row[b], bank.approval[b], bank.ref_no[b]))
         for r, b in out.resolved
         if (e := reg.entry[r]) is not None
     ]
-    report = report_from_outcome(
-        reg, bank, out,
-        bank_source=bank_path, register_source=inv_path or "journal",
-        since=since, until=until, window=window, resolved=[e for e, _ in proofs],
-        dropped={"bank": bank.dropped, "register": reg.dropped}, engine="python",
-    )  # fmt: skip
-    return report, proofs
+    return _Done(
+        summary=summarise(reg, bank, out),
+        loader=lambda _: (reg, bank, out),
+        proofs=proofs,
+        dropped={"bank": bank.dropped, "register": reg.dropped},
+    )
 
 
-def _run_polars(
-    bank_path: str,
-    inv_path: str | None,
-    journal: Side | None,
-    since: datetime | None,
-    until: datetime | None,
-    window: timedelta,
-    mappings: Mapping[Role, ColumnMapping],
-) -> tuple[Report, _Proofs]:
+def _run_polars(job: _Job) -> _Done:
     from . import _fast
 
     entries: list[Entry | None] | None
+    journal = job.journal
     # One file after the other: on two cores polars already uses both for one file,
     # and reading both at once measured slower.
-    bank, bank_dropped = _fast.read_frame(bank_path, "bank", mappings.get("bank"))
-    if inv_path is not None:
-        reg, reg_dropped = _fast.read_frame(inv_path, "invoices", mappings.get("invoices"))
+    bank, bank_dropped = _fast.read_frame(job.bank, "bank", job.mappings.get("bank"))
+    if job.invoices is not None:
+        reg, reg_dropped = _fast.read_frame(job.invoices, "invoices", job.mappings.get("invoices"))
         entries = None
         if journal is not None:
             reg, entries = _fast.enrich_frame(reg, _fast.side_to_frame(journal), journal.entry)
     else:
         assert journal is not None
         reg, reg_dropped, entries = _fast.side_to_frame(journal), 0, journal.entry
-    bank, _, bank_out = _fast.in_period(bank, None, since, until)
-    reg, entries, reg_out = _fast.in_period(reg, entries, since, until)
+    bank, _, bank_out = _fast.in_period(bank, None, job.since, job.until)
+    reg, entries, reg_out = _fast.in_period(reg, entries, job.since, job.until)
     pending = _fast.pending_entries(entries) if entries is not None else None
-    result = _fast.match_frames(reg, bank, window, pending)
+    result = _fast.match_frames(reg, bank, job.window, pending)
     summary = {
         c: Totals(n, total) for c, (n, total) in _fast.summary_of(result.items, reg, bank).items()
     }
-    proofs: _Proofs = []
+    proofs: list[tuple[Entry, str]] = []
     if result.resolved and entries is not None:
         rows = bank.select("row", "approval", "ref_no")
         for r, b in result.resolved:
             entry = entries[r]
             if entry is not None:
                 row, approval, ref_no = rows.row(b)
-                proofs.append((entry, _note(bank_path, row, approval, ref_no)))
-    register_source = inv_path or "journal"
+                proofs.append((entry, _note(job.bank, row, approval, ref_no)))
+    register_source = job.invoices or "journal"
 
     def load(category: Category | None) -> tuple[Side, Side, Outcome]:
-        return _fast.load_rows(result, reg, bank, entries, category, register_source, bank_path)
+        return _fast.load_rows(result, reg, bank, entries, category, register_source, job.bank)
 
-    report = Report(
-        summary=summary, loader=load,
-        bank_source=bank_path, register_source=register_source,
-        since=since, until=until, window=window, resolved=[e for e, _ in proofs],
+    return _Done(
+        summary=summary,
+        loader=load,
+        proofs=proofs,
         dropped={"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
-        engine="polars",
-    )  # fmt: skip
-    return report, proofs
+    )

@@ -30,15 +30,24 @@ made (both rows stay free for the later keys).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..journal.records import State
-from .model import APPROVED, Category, MatchKey, Side
+from .model import APPROVED, UNSETTLED, Category, MatchKey, Side
 from .values import Kind
 
-__all__ = ["DEFAULT_WINDOW", "Outcome", "match", "rank_join"]
+__all__ = [
+    "DEFAULT_WINDOW",
+    "EXACT_KEYS",
+    "LOOSE_KEYS",
+    "VOID_KEYS",
+    "Key",
+    "Outcome",
+    "match",
+    "rank_join",
+    "text_columns",
+]
 
 DEFAULT_WINDOW = timedelta(hours=24)
 """How far apart register and bank may date a last 4 + approval code pair.
@@ -47,8 +56,27 @@ A bank may date a payment by its posting rather than the terminal's clock; a day
 covers that, and an approval code seldom repeats for one card and amount in a day.
 """
 
-_KeyFn = Callable[[Side, int], Hashable | None]
-_PENDING = (State.IN_DOUBT, State.PENDING)
+Key = tuple[str, ...]
+"""A match key: ``Side`` columns whose values must all be equal. A row with one of
+its ``text_columns`` empty has no such key."""
+
+EXACT_KEYS: tuple[tuple[MatchKey, Key], ...] = (
+    (MatchKey.INVOICE, ("kind", "invoice", "amount")),
+    (MatchKey.CARD_APPROVAL, ("kind", "last4", "approval", "amount")),
+    (MatchKey.REF_NO, ("kind", "ref_no", "amount")),
+)
+"""Steps 2 to 4: the exact keys, in the order they are tried."""
+LOOSE_KEYS: tuple[tuple[MatchKey, Key], ...] = tuple(
+    (name, tuple(c for c in key if c != "amount")) for name, key in EXACT_KEYS
+)
+"""Step 4, after the exact keys: the same without the amount (→ ``amount_mismatch``)."""
+VOID_KEYS: tuple[Key, ...] = (("last4", "approval", "amount"), ("invoice", "amount"))
+"""Step 1: a void's sale on its own side, when no journal link names it."""
+
+
+def text_columns(key: Key) -> Key:
+    """The columns of ``key`` that a row may leave empty (kind and amount never are)."""
+    return tuple(c for c in key if c not in ("kind", "amount"))
 
 
 @dataclass(slots=True)
@@ -86,54 +114,6 @@ class Outcome:
         return len(self.category)
 
 
-def _invoice(amount: bool) -> _KeyFn:
-    def key(s: Side, i: int) -> Hashable | None:
-        if not s.invoice[i]:
-            return None
-        return (s.kind[i], s.invoice[i], s.amount[i]) if amount else (s.kind[i], s.invoice[i])
-
-    return key
-
-
-def _card(amount: bool) -> _KeyFn:
-    def key(s: Side, i: int) -> Hashable | None:
-        if not (s.last4[i] and s.approval[i]):
-            return None
-        base = (s.kind[i], s.last4[i], s.approval[i])
-        return (*base, s.amount[i]) if amount else base
-
-    return key
-
-
-def _ref(amount: bool) -> _KeyFn:
-    def key(s: Side, i: int) -> Hashable | None:
-        if not s.ref_no[i]:
-            return None
-        return (s.kind[i], s.ref_no[i], s.amount[i]) if amount else (s.kind[i], s.ref_no[i])
-
-    return key
-
-
-_EXACT: tuple[tuple[MatchKey, _KeyFn], ...] = (
-    (MatchKey.INVOICE, _invoice(True)),
-    (MatchKey.CARD_APPROVAL, _card(True)),
-    (MatchKey.REF_NO, _ref(True)),
-)
-_LOOSE: tuple[tuple[MatchKey, _KeyFn], ...] = (
-    (MatchKey.INVOICE, _invoice(False)),
-    (MatchKey.CARD_APPROVAL, _card(False)),
-    (MatchKey.REF_NO, _ref(False)),
-)
-
-
-def _void_card(s: Side, i: int) -> Hashable | None:
-    return (s.last4[i], s.approval[i], s.amount[i]) if s.last4[i] and s.approval[i] else None
-
-
-def _void_invoice(s: Side, i: int) -> Hashable | None:
-    return (s.invoice[i], s.amount[i]) if s.invoice[i] else None
-
-
 def _time_order(s: Side) -> Callable[[int], tuple[bool, datetime, int]]:
     return lambda i: (s.time[i] is None, s.time[i] or datetime.min, i)
 
@@ -145,34 +125,43 @@ def _register_order(s: Side) -> Callable[[int], tuple[bool, bool, datetime, int]
 def rank_join(
     left: Side,
     left_rows: Sequence[int],
-    left_key: _KeyFn,
     left_order: Callable[[int], tuple[object, ...]],
     right: Side,
     right_rows: Sequence[int],
-    right_key: _KeyFn,
     right_order: Callable[[int], tuple[object, ...]],
+    key: Key,
 ) -> list[tuple[int, int]]:
     """Pair rows of equal key: the n-th of a key on the left with the n-th on the right.
 
-    Rows whose key is None take no part. The n-th is by ``left_order`` /
+    Rows without the key take no part. The n-th is by ``left_order`` /
     ``right_order``. Returns (left index, right index) pairs.
     """
     groups: dict[Hashable, list[int]] = {}
-    for j in right_rows:
-        k = right_key(right, j)
-        if k is not None:
-            groups.setdefault(k, []).append(j)
+    for j, k in _keyed(right, right_rows, key):
+        groups.setdefault(k, []).append(j)
     mine: dict[Hashable, list[int]] = {}
-    for i in left_rows:
-        k = left_key(left, i)
-        if k is not None and k in groups:
+    for i, k in _keyed(left, left_rows, key):
+        if k in groups:
             mine.setdefault(k, []).append(i)
     pairs: list[tuple[int, int]] = []
     for k, lefts in mine.items():
+        rights = groups[k]
+        if len(lefts) == len(rights) == 1:  # nearly every key: nothing to order
+            pairs.append((lefts[0], rights[0]))
+            continue
         lefts.sort(key=left_order)
-        rights = sorted(groups[k], key=right_order)
+        rights.sort(key=right_order)
         pairs.extend(zip(lefts, rights, strict=False))
     return pairs
+
+
+def _keyed(side: Side, rows: Sequence[int], key: Key) -> Iterator[tuple[int, Hashable]]:
+    """(row, its key value) for the rows that have the key."""
+    for name in text_columns(key):
+        column = getattr(side, name)
+        rows = [i for i in rows if column[i]]
+    values = [[column[i] for i in rows] for column in (getattr(side, c) for c in key)]
+    return zip(rows, zip(*values, strict=True), strict=True)
 
 
 def _within(reg: Side, r: int, bank: Side, b: int, window: timedelta) -> bool:
@@ -191,11 +180,11 @@ def _pair_voids(s: Side) -> tuple[dict[int, int], list[int]]:
         if target in sale_ok and target not in cancelled:
             cancelled[target] = v
     used = set(cancelled.values())
-    for key in (_void_card, _void_invoice):
+    order = _time_order(s)
+    for key in VOID_KEYS:
         free_voids = [v for v in voids if v not in used]
         free_sales = [i for i in sales if i not in cancelled]
-        order = _time_order(s)
-        for v, sale in rank_join(s, free_voids, key, order, s, free_sales, key, order):
+        for v, sale in rank_join(s, free_voids, order, s, free_sales, order, key):
             cancelled[sale] = v
             used.add(v)
     return cancelled, [v for v in voids if v not in used]
@@ -213,14 +202,13 @@ def _cascade(
     """Pair rows key by key; returns the pairs and the rows left on each side."""
     free_reg, free_bank = list(reg_rows), list(bank_rows)
     pairs: list[tuple[int, int, MatchKey]] = []
-    stages = _EXACT + (_LOOSE if loose else ())
+    stages = EXACT_KEYS + (LOOSE_KEYS if loose else ())
     for n, (name, key) in enumerate(stages):
-        exact = n < len(_EXACT)
+        exact = n < len(EXACT_KEYS)
         candidates = free_reg if exact else [r for r in free_reg if reg.state[r] == APPROVED]
         found = rank_join(
-            reg, candidates, key, _register_order(reg),
-            bank, free_bank, key, _time_order(bank),
-        )  # fmt: skip
+            reg, candidates, _register_order(reg), bank, free_bank, _time_order(bank), key
+        )
         if name is MatchKey.CARD_APPROVAL:
             found = [(r, b) for r, b in found if _within(reg, r, bank, b, window)]
         if not found:
@@ -275,7 +263,7 @@ def match(reg: Side, bank: Side, window: timedelta = DEFAULT_WINDOW) -> Outcome:
             category = Category.AMOUNT_MISMATCH
         out.add(category, name, r, b)
         entry = reg.entry[r]
-        if entry is not None and entry.state in _PENDING and reg.amount[r] == bank.amount[b]:
+        if entry is not None and entry.state in UNSETTLED and reg.amount[r] == bank.amount[b]:
             out.resolved.append((r, b))
     for b in bank_left:
         out.add(Category.DUPLICATE if b in duplicates else Category.BANK_ONLY, None, bank=b)

@@ -6,14 +6,16 @@ import enum
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from ..journal.records import Entry
+from ..journal.records import FINAL_STATES, Entry, State
 from .values import Kind
 
-__all__ = ["APPROVED", "IN_DOUBT", "TEXT_FIELDS", "Category", "MatchKey", "Side"]
+__all__ = ["APPROVED", "IN_DOUBT", "TEXT_FIELDS", "UNSETTLED", "Category", "MatchKey", "Side"]
 
 APPROVED = "approved"
 IN_DOUBT = "in_doubt"
-"""A register row whose outcome nobody knows yet (journal state in_doubt or pending)."""
+"""A register row whose outcome nobody knows yet (its journal entry is ``UNSETTLED``)."""
+UNSETTLED = frozenset(State) - FINAL_STATES
+"""Journal states whose outcome nobody knows yet: in_doubt and pending."""
 
 
 class Category(enum.StrEnum):

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from .._exceptions import ReconcileError
-from ..journal.records import Entry, State
+from ..journal.records import Entry
 from .matcher import Outcome
-from .model import IN_DOUBT, Category, MatchKey, Side
+from .model import IN_DOUBT, UNSETTLED, Category, MatchKey, Side
 
 __all__ = [
     "ADVICE",
@@ -29,7 +29,7 @@ __all__ = [
     "Report",
     "ReportRow",
     "Totals",
-    "report_from_outcome",
+    "summarise",
     "write_csv",
     "write_json",
     "write_report",
@@ -226,12 +226,9 @@ class Report:
         resolved = {r for r, _ in out.resolved}
 
         def when(i: int) -> tuple[int, bool, datetime, int]:
-            for side, index in ((bank, out.bank[i]), (reg, out.reg[i]),
-                                (bank, out.bank_void[i]), (reg, out.reg_void[i])):
-                if index >= 0:
-                    t = side.time[index]
-                    return _ORDER[out.category[i]], t is None, t or datetime.min, i
-            return _ORDER[out.category[i]], True, datetime.min, i
+            lead = _lead(reg, bank, out, i)
+            t = lead[0].time[lead[1]] if lead else None
+            return _ORDER[out.category[i]], t is None, t or datetime.min, i
 
         wanted = range(len(out)) if category is None else (
             i for i in range(len(out)) if out.category[i] is category
@@ -273,6 +270,16 @@ class Report:
 _ORDER = {c: n for n, c in enumerate(Category)}
 
 
+def _lead(reg: Side, bank: Side, out: Outcome, i: int) -> tuple[Side, int] | None:
+    """The side row that dates and prices report row ``i``: the bank's if it has
+    one, else the register's, else a void's (the polars summary coalesces alike)."""
+    for side, j in ((bank, out.bank[i]), (reg, out.reg[i]), (bank, out.bank_void[i]),
+                    (reg, out.reg_void[i])):  # fmt: skip
+        if j >= 0:
+            return side, j
+    return None
+
+
 def _record(side: Side, i: int) -> Record | None:
     if i < 0:
         return None
@@ -296,16 +303,13 @@ def _record(side: Side, i: int) -> Record | None:
 
 def _row(reg: Side, bank: Side, out: Outcome, i: int, resolved: set[int]) -> ReportRow:
     r, b = out.reg[i], out.bank[i]
-    amount = next(
-        (side.amount[j] for side, j in ((bank, b), (reg, r), (bank, out.bank_void[i]),
-                                        (reg, out.reg_void[i])) if j >= 0),
-        0,
-    )
+    lead = _lead(reg, bank, out, i)
+    amount = lead[0].amount[lead[1]] if lead else 0
     in_doubt = False
     if r >= 0 and r not in resolved:
         entry = reg.entry[r]
         in_doubt = reg.state[r] == IN_DOUBT or (
-            entry is not None and entry.state in (State.IN_DOUBT, State.PENDING)
+            entry is not None and entry.state in UNSETTLED
         )
     return ReportRow(
         category=out.category[i],
@@ -326,19 +330,9 @@ def summarise(reg: Side, bank: Side, out: Outcome) -> dict[Category, Totals]:
     amounts = dict.fromkeys(Category, 0)
     for i, category in enumerate(out.category):
         counts[category] += 1
-        for side, j in ((bank, out.bank[i]), (reg, out.reg[i]), (bank, out.bank_void[i]),
-                        (reg, out.reg_void[i])):
-            if j >= 0:
-                amounts[category] += side.amount[j]
-                break
+        if lead := _lead(reg, bank, out, i):
+            amounts[category] += lead[0].amount[lead[1]]
     return {c: Totals(counts[c], amounts[c]) for c in Category}
-
-
-def report_from_outcome(reg: Side, bank: Side, out: Outcome, **context: Any) -> Report:
-    """A report over sides already in memory (the standard-library engine)."""
-    return Report(
-        summary=summarise(reg, bank, out), loader=lambda _: (reg, bank, out), **context
-    )
 
 
 # --- writers ---------------------------------------------------------------------------

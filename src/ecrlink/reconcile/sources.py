@@ -9,7 +9,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -17,8 +17,8 @@ from typing import TypeVar
 from .._exceptions import InputFileError, ReconcileError
 from ..journal.records import Entry, State
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
-from .matcher import rank_join
-from .model import APPROVED, IN_DOUBT, Side
+from .matcher import Key, rank_join
+from .model import APPROVED, IN_DOUBT, UNSETTLED, Side
 from .values import (
     Kind,
     card_last4,
@@ -37,6 +37,7 @@ from .values import (
 
 __all__ = [
     "FOOTER_WORDS",
+    "LEND_KEYS",
     "LENT_FIELDS",
     "decode_text",
     "enrich_with_journal",
@@ -54,7 +55,6 @@ FOOTER_WORDS = frozenset({"tong", "tong cong", "cong", "total", "grand total", "
 
 _T = TypeVar("_T")
 _DELIMITERS = (",", ";", "\t", "|")
-_PENDING_STATES = (State.IN_DOUBT, State.PENDING)
 
 
 def file_kind(path: str | Path) -> str:
@@ -189,7 +189,7 @@ def side_from_rows(
         row = index + 1
         get = _getter(cells)
         try:
-            if "status" in cols and not parse_status(get(cols["status"])):
+            if "status" in cols and not _parsed("status", parse_status, get(cols["status"])):
                 side.dropped += 1
                 continue
             _add_row(side, row, header, get, types)
@@ -219,8 +219,6 @@ def _add_row(
     side: Side, row: int, header: Header, get: Callable[[int], object], types: dict[str, Kind]
 ) -> None:
     cols = header.columns
-    if "status" in cols:
-        _parsed("status", parse_status, get(cols["status"]))
     amount = _parsed("amount", parse_amount, get(cols["amount"]))
     kind = Kind.SALE
     if "type" in cols and cell_text(get(cols["type"])):
@@ -312,7 +310,7 @@ def rows_from_entries(entries: Iterable[Entry]) -> Side:
             continue
         if e.state is State.APPROVED:
             state = APPROVED
-        elif e.state in _PENDING_STATES:
+        elif e.state in UNSETTLED:
             state = IN_DOUBT
         else:
             continue
@@ -372,18 +370,13 @@ def enrich_with_journal(invoices: Side, journal: Side) -> Side:
     each used once. The invoice row keeps its own values where it has them, and
     remembers the entry, so an exact bank match can resolve an in-doubt payment.
     """
-    def sale(key: Callable[[Side, int], Hashable | None]) -> Callable[[Side, int], Hashable | None]:
-        return lambda s, i: key(s, i) if s.kind[i] is Kind.SALE and s.invoice[i] else None
-
-    free_inv = list(range(len(invoices)))
-    free_jou = list(range(len(journal)))
-    for key in (
-        sale(lambda s, i: (s.invoice[i], s.amount[i])),
-        sale(lambda s, i: s.invoice[i]),
-    ):
+    free_inv = [i for i in range(len(invoices)) if invoices.kind[i] is Kind.SALE]
+    free_jou = [j for j in range(len(journal)) if journal.kind[j] is Kind.SALE]
+    for key in LEND_KEYS:
         pairs = rank_join(
-            invoices, free_inv, key, lambda i: (i,),
-            journal, free_jou, key, lambda j: (journal.state[j] != APPROVED, journal.row[j], j),
+            invoices, free_inv, lambda i: (i,),
+            journal, free_jou, lambda j: (journal.state[j] != APPROVED, journal.row[j], j),
+            key,
         )  # fmt: skip
         for i, j in pairs:
             _lend(invoices, i, journal, j)
@@ -393,6 +386,8 @@ def enrich_with_journal(invoices: Side, journal: Side) -> Side:
     return invoices
 
 
+LEND_KEYS: tuple[Key, ...] = (("invoice", "amount"), ("invoice",))
+"""How invoice rows find their journal sale: invoice + amount, then invoice alone."""
 LENT_FIELDS = ("card", "last4", "approval", "ref_no", "tid", "mid", "batch", "receipt",
                "reference")  # fmt: skip
 """What a journal entry lends an invoice row that lacks it."""
