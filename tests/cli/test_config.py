@@ -162,5 +162,5 @@ def test_live_status_line_on_a_terminal() -> None:
     assert quiet.env.err.getvalue() == ""  # type: ignore[attr-defined]
 
 
-def test_reconcile_keeps_its_own_exit_codes() -> None:
-    assert run("reconcile", "--bogus").exit_code == 2  # its bad input, not ours (4)
+def test_reconcile_uses_the_one_exit_code_table() -> None:
+    assert run("reconcile", "--bogus").exit_code == ExitStatus.BAD_INPUT

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ecrlink.cli import cli
+from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.journal import Journal, ResolvedBy, State
 from ecrlink.protocol import Sale, parse_reply
 from tests.conftest import fixture_bytes
@@ -48,7 +49,7 @@ def test_all_matched_exits_0(files: dict[str, Path]) -> None:
 
 def test_discrepancies_exit_1_and_are_listed(files: dict[str, Path]) -> None:
     result = _run("--bank", str(files["bank"]), "--invoices", str(files["short"]))
-    assert result.exit_code == 1
+    assert result.exit_code == ExitStatus.DISCREPANCIES
     assert "Money taken, no invoice" in result.output
     assert "HD2" in result.output  # the row that needs attention is shown
 
@@ -62,7 +63,7 @@ def test_vietnamese_by_option_or_locale(files: dict[str, Path]) -> None:
 
 def test_json_output(files: dict[str, Path]) -> None:
     result = _run("--bank", str(files["bank"]), "--invoices", str(files["short"]), "--json")
-    assert result.exit_code == 1
+    assert result.exit_code == ExitStatus.DISCREPANCIES
     doc = json.loads(result.output)
     assert doc["summary"]["bank_only"] == {"count": 1, "amount": 85_000}
     assert doc["summary"]["matched"]["count"] == 1
@@ -85,7 +86,7 @@ def test_bad_input_exits_2_with_one_line_and_no_report(files: dict[str, Path]) -
         cli, ["reconcile", "--bank", str(bad), "--invoices", str(files["good"]),
               "--out", str(out)],
     )  # fmt: skip
-    assert result.exit_code == 2
+    assert result.exit_code == ExitStatus.BAD_INPUT
     message = result.stderr.strip()
     assert "\n" not in message
     assert str(bad) in message and "row 3" in message and "'Amount'" in message
@@ -99,7 +100,7 @@ def test_bad_input_exits_2_with_one_line_and_no_report(files: dict[str, Path]) -
 )
 def test_bad_options_exit_2(files: dict[str, Path], options: list[str]) -> None:
     result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]), *options)
-    assert result.exit_code == 2
+    assert result.exit_code == ExitStatus.BAD_INPUT
 
 
 def test_period_from_and_to_days(files: dict[str, Path]) -> None:
@@ -135,14 +136,15 @@ def test_summary_counts_in_doubt_and_resolved(files: dict[str, Path]) -> None:
         sale = Sale.build(amount, request_id=f"r{n}", client_id="c", invoice=invoice)
         journal.record_failure(journal.begin("http://pos", sale), State.IN_DOUBT, "no reply")
     result = _run("--bank", str(files["bank"]), "--journal", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == ExitStatus.DISCREPANCIES
     assert "1 payment(s) still in doubt" in result.output  # HD3: not on the statement
     assert "1 in-doubt payment(s) proved approved" in result.output  # HD2
 
 
 def test_default_register_side_is_the_journal(files: dict[str, Path]) -> None:
     result = _run("--bank", str(files["bank"]), "--json")
-    assert result.exit_code == 1  # an empty default journal: both bank rows unexplained
+    # an empty default journal: both bank rows unexplained
+    assert result.exit_code == ExitStatus.DISCREPANCIES
     assert json.loads(result.output)["summary"]["bank_only"]["count"] == 2
 
 
@@ -150,7 +152,7 @@ def test_out_into_a_missing_directory_is_bad_input(files: dict[str, Path]) -> No
     out = files["dir"] / "nowhere" / "report.csv"
     result = _run("--bank", str(files["bank"]), "--invoices", str(files["good"]),
                   "--out", str(out))
-    assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert result.exit_code == ExitStatus.BAD_INPUT and "cannot write" in result.stderr
 
 
 def test_default_journal_lends_card_data_to_invoices(

@@ -1,8 +1,7 @@
 """The root command group; each command lives in its own module and registers here.
 
 ``EcrGroup`` gives Click's own usage errors (unknown option, missing argument) the
-exit code for bad input, through the one mapping in ``exit_codes``; commands that
-keep their own exit codes (``reconcile``: 0/1/2) are left alone.
+exit code for bad input, through the one mapping in ``exit_codes``.
 """
 
 from __future__ import annotations
@@ -21,14 +20,7 @@ from .simulate import simulate
 
 __all__ = ["EcrGroup", "cli", "main"]
 
-# Commands whose exit codes are their own (documented in their --help).
-_OWN_EXIT_CODES = frozenset({"reconcile"})
-
-
 def _recode(exc: click.ClickException) -> None:
-    ctx = getattr(exc, "ctx", None)
-    if ctx is not None and ctx.command.name in _OWN_EXIT_CODES:
-        return
     if isinstance(exc, click.UsageError):
         # Click declares exit_code on the class; each instance may carry its own.
         exc.exit_code = int(exit_status_for(exc))  # type: ignore[misc]
@@ -63,8 +55,7 @@ class EcrGroup(click.Group):
 @click.group(
     cls=EcrGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=EXIT_CODES_HELP + "\n\n(ecrlink reconcile has its own: 0 all matched, "
-    "1 discrepancies, 2 bad input.)",
+    epilog=EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="ecrlink")
 def cli() -> None:

@@ -2,7 +2,7 @@
 
 Cash register software calls ``ecrlink`` and branches on the exit code, so each code
 means one thing for every command, and this module is the only place that decides it
-(``exit_status_for``). ``ecrlink reconcile`` keeps its own 0/1/2, documented there.
+(``exit_status_for``), ``ecrlink reconcile`` included.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .._exceptions import (
     InDoubtPending,
     JournalError,
     LocalProtocolError,
+    ReconcileError,
     TerminalBusy,
 )
 from ..protocol import Outcome, Result
@@ -39,6 +40,7 @@ class ExitStatus(enum.IntEnum):
     IN_DOUBT_PENDING = 7
     JOURNAL_ERROR = 8
     ERROR = 9
+    DISCREPANCIES = 10
     INTERRUPTED = 130
 
     @property
@@ -58,6 +60,8 @@ _MEANINGS = {
     ExitStatus.IN_DOUBT_PENDING: "refused: an earlier payment is still in doubt",
     ExitStatus.JOURNAL_ERROR: "journal error",
     ExitStatus.ERROR: "other error (bad reply from the terminal, failed demo step...)",
+    ExitStatus.DISCREPANCIES: "reconcile: rows need a person (bank_only, duplicate, "
+    "ecr_only, amount_mismatch)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C) while no payment was under way",
 }
 
@@ -73,7 +77,9 @@ _OUTCOME_STATUS = {
 def exit_status_for(exc: BaseException) -> ExitStatus:
     """The exit code for an exception that ended a command: the one mapping."""
     # Order matters: FieldError is also a ValueError, ConnectTimeout also a TimeoutError.
-    if isinstance(exc, FieldError | ConfigError | LocalProtocolError | click.UsageError):
+    if isinstance(
+        exc, FieldError | ConfigError | LocalProtocolError | ReconcileError | click.UsageError
+    ):
         return ExitStatus.BAD_INPUT
     if isinstance(exc, ConnectError | ConnectTimeout):
         return ExitStatus.UNREACHABLE

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import enum
-import importlib
 import os
 import re
 import sys
@@ -16,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._exceptions import EcrError, ReconcileError
-from ..journal.records import Entry, ResolvedBy, State
+from ..journal import Entry, Journal, ResolvedBy, State, default_journal_path
 from ..reconcile import (
     ADVICE,
     DEFAULT_WINDOW,
@@ -30,21 +28,11 @@ from ..reconcile import (
     write_report,
 )
 from ..reconcile.values import VN_TZ, parse_datetime
+from .exit_codes import ExitStatus, exit_status_for
 from .messages import default_lang
 from .output import format_vnd
 
-__all__ = ["ExitCode", "reconcile_command"]
-
-
-class ExitCode(enum.IntEnum):
-    """What the process tells a nightly job (kept here until the CLI has one table)."""
-
-    OK = 0
-    """Everything matched or voided."""
-    DISCREPANCIES = 1
-    """Something needs a person: bank_only, duplicate, ecr_only or amount_mismatch."""
-    BAD_INPUT = 2
-    """A file or an option could not be used; no report was made."""
+__all__ = ["reconcile_command"]
 
 
 # --- journal adapter -------------------------------------------------------------------
@@ -62,11 +50,7 @@ def _journal_wanted(path: Path | None, invoices: Path | None) -> bool:
     card data when named, or when the default journal exists (never created for it)."""
     if path is not None or invoices is None:
         return True
-    try:
-        module = importlib.import_module("ecrlink.journal")
-        return bool(module.default_journal_path().exists())
-    except (ImportError, AttributeError):
-        return False
+    return default_journal_path().exists()
 
 
 def _load_journal_entries(
@@ -74,14 +58,7 @@ def _load_journal_entries(
 ) -> tuple[list[Entry], Resolver]:
     """The journal's sales and voids around the period, and a resolver that records
     in the same journal what the statement proves."""
-    try:
-        module = importlib.import_module("ecrlink.journal")
-    except ImportError:
-        module = None
-    journal_class = getattr(module, "Journal", None)
-    if journal_class is None:
-        raise ReconcileError("journal support not available")
-    journal = journal_class(path)
+    journal = Journal(path)
     entries = list(journal.entries(
         since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
         until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
@@ -299,7 +276,8 @@ def reconcile_command(
 ) -> None:
     """Match card payments to invoices against the bank's statement (đối soát).
 
-    Exit status: 0 all matched or voided, 1 discrepancies found, 2 bad input.
+    Exit status: 0 all matched or voided, 10 discrepancies found, 4 bad input
+    (the table in ecrlink --help).
     """
     lang = lang or default_lang(os.environ)
     try:
@@ -319,13 +297,13 @@ def reconcile_command(
             _write_atomically(report, out, lang)
     except click.BadParameter as exc:
         click.echo(f"ecrlink reconcile: error: {exc.format_message()}", err=True)
-        sys.exit(ExitCode.BAD_INPUT)
+        sys.exit(exit_status_for(exc))
     except EcrError as exc:
         click.echo(f"ecrlink reconcile: error: {exc}", err=True)
-        sys.exit(ExitCode.BAD_INPUT)
+        sys.exit(exit_status_for(exc))
     stdout = sys.stdout  # CliRunner swaps it in tests
     if as_json:
         write_json(report, stdout)
     else:
         _print_summary(Console(file=stdout, highlight=False), report, lang, out)
-    sys.exit(ExitCode.DISCREPANCIES if report.needs_attention else ExitCode.OK)
+    sys.exit(ExitStatus.DISCREPANCIES if report.needs_attention else ExitStatus.OK)
