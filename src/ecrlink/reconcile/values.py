@@ -16,6 +16,7 @@ import unicodedata
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
 from .._exceptions import ReconcileError
+from ..protocol import VIETNAM_TIME
 
 __all__ = [
     "MAX_AMOUNT",
@@ -36,7 +37,7 @@ __all__ = [
     "parse_time_of_day",
 ]
 
-VN_TZ = timezone(timedelta(hours=7), "ICT")
+VN_TZ = VIETNAM_TIME
 """Terminals and bank statements write Vietnam local time; we compare naive local times."""
 
 MAX_AMOUNT = 999_999_999_999_999
