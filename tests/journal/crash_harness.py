@@ -23,6 +23,7 @@ from pathlib import Path
 from ecrlink import Terminal
 from ecrlink.journal import Journal, ResolvedBy, State
 from ecrlink.simulator import Simulator
+from tests.conftest import LEGACY_PROFILE
 
 PHASES = ("random", "before_send", "at_terminal", "after_reply")
 
@@ -96,7 +97,8 @@ def run(runs: int, folder: Path, seed: int = 1) -> CrashReport:
     report = CrashReport()
     journal_path = folder / "journal.sqlite3"
     env = {**os.environ, "ECRLINK_HOME": str(folder)}
-    with Simulator(http=("127.0.0.1", 0), card_delay=0.08) as sim:
+    # legacy profile: pinned until the client proves approvals without the echo (issue 9)
+    with Simulator(http=("127.0.0.1", 0), card_delay=0.08, **LEGACY_PROFILE) as sim:
         for n in range(runs):
             phase = PHASES[n % len(PHASES)] if n < len(PHASES) else rng.choice(PHASES)
             child = subprocess.Popen(

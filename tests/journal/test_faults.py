@@ -13,12 +13,15 @@ import pytest
 from ecrlink import AsyncTerminal, InDoubtPending, Outcome, Terminal
 from ecrlink.journal import Journal, ResolvedBy, State
 from ecrlink.simulator import RecordStatus, Simulator
-from tests.conftest import RawServer
+from tests.conftest import LEGACY_PROFILE, RawServer
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
-    with Simulator(http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.4) as simulator:
+    # legacy profile: pinned until the client proves approvals without the echo (issue 9)
+    with Simulator(
+        http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.4, **LEGACY_PROFILE
+    ) as simulator:
         yield simulator
 
 

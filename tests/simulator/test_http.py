@@ -59,7 +59,9 @@ def test_client_sale_void_last_trans_settle(sim: Simulator) -> None:
         void = pos.void(int(sale.transaction.receipt_no or 0))
         assert void.outcome is Outcome.APPROVED
         last = pos.last_transaction()
-        assert last.transaction is not None and last.transaction.request_id == void.request_id
+        assert last.transaction is not None and void.transaction is not None
+        assert last.transaction.ref_no == void.transaction.ref_no  # the void itself
+        assert last.transaction.request_id is None  # firmware v201: no ids inside transInfo
         settle = pos.settle()
         assert settle.outcome is Outcome.APPROVED
     statuses = [(r.command, r.status) for r in sim.ledger.transactions]
@@ -87,8 +89,10 @@ def test_curl_sale_void_last_trans_settle(sim: Simulator) -> None:
     void = curl(f"/ecr?rqt=Request:002|UserName:Manh123&cmd=void|{receipt}")
     assert void["transInfo"]["returnCode"] == "00"
     last = curl("/ecr?rqt=Request:003|UserName:Manh123&cmd=last%20trans")
-    assert last["command"] == "last_trans"
-    assert last["transInfo"]["requestId"] == "Request:002"
+    assert last["command"] == "last_trans" and last["requestId"] == "Request:003"
+    assert last["transInfo"]["transType"] == "2"
+    assert last["transInfo"]["refNo"] == void["transInfo"]["refNo"]
+    assert "requestId" not in last["transInfo"]  # firmware v201, as the document's sample
     settle = curl("/ecr?rqt=Request:004|UserName:Manh123&cmd=settle|YES")
     assert settle["transInfo"]["transStatus"] == "APPROVE"
 
@@ -164,9 +168,9 @@ def test_997_996_approved_then_reply_lost_or_cut(
     assert isinstance(got, error) or (
         isinstance(got, Result) and got.outcome in (Outcome.APPROVED, Outcome.UNKNOWN)
     )
-    assert last.transaction is not None
-    assert (last.transaction.request_id, last.transaction.amount) == ("in-doubt", amount)
     record = sim.ledger.find("in-doubt")[0]
+    assert last.transaction is not None
+    assert (last.transaction.ref_no, last.transaction.amount) == (record.ref_no, amount)
     assert record.status is RecordStatus.APPROVED
     assert record.delivery == ("lost" if amount == 20_997 else "truncated")
 
@@ -229,7 +233,7 @@ def test_busy_terminal_answers_503(sim: Simulator) -> None:
 
 
 def test_hangup_during_card_wait_frees_the_terminal_and_charges_nothing(sim: Simulator) -> None:
-    sim.configure(card_delay=5)
+    sim.configure(card_delay=5, on_hangup="cancel")
     host, port = sim.http_url.removeprefix("http://").rsplit(":", 1)
     sock = socket.create_connection((host, int(port)))
     sock.sendall(b"GET /ecr?rqt=gone|c&cmd=sale|7000 HTTP/1.1\r\n\r\n")
@@ -259,8 +263,9 @@ def test_killed_client_after_the_bank_approved_is_still_charged(sim: Simulator) 
     sim.configure(bank_delay=0)
     with client(sim.http_url) as pos:
         last = pos.last_transaction()
-    assert last.transaction is not None and last.transaction.request_id == "killed"
-    assert sim.ledger.find("killed")[0].status is RecordStatus.APPROVED
+    record = sim.ledger.find("killed")[0]
+    assert last.transaction is not None and last.transaction.ref_no == record.ref_no
+    assert record.status is RecordStatus.APPROVED
 
 
 # --- garbage never stops it ---------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 The order of ``transInfo`` follows ``tests/fixtures``: sale and ``last trans`` as
 ``sale_chip_serial.json`` (EMV fields only for chip cards), void as
-``void_serial.json`` (no ``cardNo``), settlement as ``settle_serial.json``; the
-requestId/clientId of the original transaction are repeated at the end of
-``transInfo``, as later firmware does. JSON is compact UTF-8 (``THANH TOÁN`` as
-``c3 81``), with no trailing newline.
+``void_serial.json`` (no ``cardNo``), settlement as ``settle_serial.json``. Whether
+the original requestId/clientId are repeated at the end of a sale's or ``last
+trans``'s ``transInfo`` depends on the firmware (``inner_ids``): the document's
+sale and ``last trans`` samples do not have them, its void and settlement samples
+and a later firmware's sale do. JSON is compact UTF-8 (``THANH TOÁN`` as ``c3 81``),
+with no trailing newline.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ def _envelope(
     return doc
 
 
-def _trans_info(record: TransactionRecord, identity: Identity) -> dict[str, str]:
+def _trans_info(
+    record: TransactionRecord, identity: Identity, inner_ids: bool
+) -> dict[str, str]:
     card = record.card
     assert card is not None, "only sales and voids that reached the bank have a card"
     info: dict[str, str] = {"transType": _TRANS_TYPE[record.command]}
@@ -93,8 +97,9 @@ def _trans_info(record: TransactionRecord, identity: Identity) -> dict[str, str]
     info["posSerial"] = identity.pos_serial
     info["transName"] = SALE_NAME if record.command == "sale" else VOID_NAME
     info["transStatus"] = "APPROVE" if record.return_code == APPROVED_CODE else "DECLINE"
-    info["requestId"] = record.request_id
-    info["clientId"] = record.client_id
+    if inner_ids:
+        info["requestId"] = record.request_id
+        info["clientId"] = record.client_id
     return info
 
 
@@ -105,18 +110,20 @@ def transaction_reply(
     request_id: str | None = None,
     client_id: str | None = None,
     command: str | None = None,
+    inner_ids: bool = True,
 ) -> dict[str, Any]:
     """The reply to a sale or void that reached the bank, or to ``last trans``.
 
-    For ``last trans`` pass the asking request's ids and ``command="last_trans"``;
-    ``transInfo`` keeps the original transaction's ids.
+    For ``last trans`` pass the asking request's ids and ``command="last_trans"``.
+    ``inner_ids`` repeats the original transaction's requestId/clientId at the end
+    of ``transInfo`` (for ``last trans``: those of the transaction it shows).
     """
     return _envelope(
         request_id if request_id is not None else record.request_id,
         client_id if client_id is not None else record.client_id,
         command or record.command,
         "DONE",
-        _trans_info(record, identity),
+        _trans_info(record, identity, inner_ids),
     )
 
 

@@ -69,6 +69,15 @@ class Simulator:
     the bank's answer and the reply; ``no_answer_timeout`` the terminal's own
     timer for a request it never answers. ``statement`` is a CSV path rewritten on
     each settlement and at stop. ``clock`` returns the current time (aware).
+
+    Three behaviours the protocol leaves open, defaulting to the document's samples
+    and real terminals: ``firmware`` (``"v201"``: no requestId/clientId inside a
+    sale's or ``last trans``'s ``transInfo``; ``"echo"``: the original ones repeated
+    there), ``on_hangup`` (``"finish"``: an ECR hanging up during the card wait
+    changes nothing, the sale completes and its reply is lost; ``"cancel"``: the
+    sale is canceled and nothing charged) and ``busy_last_trans`` (``"refuse"``:
+    busy while a transaction is in progress; ``"answer"``: ``last trans`` during a
+    sale gets the previous successful transaction).
     """
 
     def __init__(
@@ -90,6 +99,9 @@ class Simulator:
         tid: str = DEFAULT_TID,
         mid: str = DEFAULT_MID,
         head_timeout: float = 10.0,
+        firmware: str = "v201",
+        on_hangup: str = "finish",
+        busy_last_trans: str = "refuse",
     ) -> None:
         if isinstance(terminals, bool) or not isinstance(terminals, int) or terminals < 1:
             raise ConfigError("terminals must be a whole number >= 1")
@@ -97,10 +109,13 @@ class Simulator:
             raise ConfigError("give http=(host, port), serial=PATH, or both")
         self._http = http
         self._serial = serial
-        self._settings = {
+        self._settings: dict[str, float | str] = {
             "card_delay": card_delay,
             "bank_delay": bank_delay,
             "no_answer_timeout": no_answer_timeout,
+            "firmware": firmware,
+            "on_hangup": on_hangup,
+            "busy_last_trans": busy_last_trans,
         }
         Settings().update(self._settings)  # validate now, not in the thread
         self._identities = _identities(terminals, tid, mid, seed)
@@ -287,8 +302,14 @@ class Simulator:
         """Queue outcomes for the next sales (``approve``, ``decline:51``, ...)."""
         self.terminal(terminal).script.extend(outcomes)
 
-    def configure(self, terminal: int | None = None, **values: float) -> None:
-        """Change ``card_delay``, ``bank_delay`` or ``no_answer_timeout`` while running."""
+    def configure(self, terminal: int | None = None, **values: float | str) -> None:
+        """Change settings while running, on every terminal or on ``terminal``.
+
+        ``card_delay``, ``bank_delay``, ``no_answer_timeout`` (seconds), ``firmware``
+        (``"v201"``/``"echo"``), ``on_hangup`` (``"finish"``/``"cancel"``),
+        ``busy_last_trans`` (``"refuse"``/``"answer"``); ``ConfigError`` names a bad
+        one and changes nothing.
+        """
         targets = self._terminals if terminal is None else [self.terminal(terminal)]
         Settings().update(values)
         for target in targets:

@@ -8,7 +8,10 @@ has been idle for ``idle_gap`` seconds. A reply may be paced at 115200 baud, 8N1
 
 There is no hang-up on a serial line, so a request the terminal never answers keeps
 it deaf until its own timer expires, and a second request while one is in progress
-is dropped without a reply.
+is dropped without a reply. The port is read all the time, even while a request is
+in progress, and every request is handled as its own task: that is what lets a
+``last trans`` be answered during a sale (``busy_last_trans=answer``); replies never
+interleave, each is written whole under one lock.
 """
 
 from __future__ import annotations

@@ -6,10 +6,21 @@ customer take ``card_delay`` seconds, picks the outcome (script, else amount), w
 the ledger to its flash before answering, and tells the front end whether to reply,
 stay silent, drop the link or send half a reply.
 
-An ECR that hangs up while the customer is still at the card reader frees the
-terminal at once and nothing is charged; once a sale has gone to the bank it
-completes in the ledger whatever the ECR does (the customer's money is taken, and
-``last trans`` shows it), which is the case an ECR must recover from.
+Three settings choose between behaviours the protocol document leaves open (spec
+§7), each defaulting to what the document shows or real terminals do:
+
+* ``firmware``: ``v201`` replies as the document's samples (no requestId/clientId
+  inside a sale's or ``last trans``'s ``transInfo``); ``echo`` repeats the
+  original ones there, as a later firmware does.
+* ``on_hangup``: ``finish``: an ECR that hangs up while the customer is at the card
+  reader changes nothing (a real terminal does not notice): the customer pays, the
+  bank answers, the reply is lost and ``last trans`` shows the payment.
+  ``cancel``: the terminal is freed at once and nothing is charged. Either way, a
+  sale that has gone to the bank completes in the ledger whatever the ECR does.
+* ``busy_last_trans``: ``refuse``: any request while one is in progress is busy.
+  ``answer``: ``last trans`` during a sale is answered at once with the previous
+  successful transaction, which a client's recovery must not mistake for the
+  outcome of the sale still in progress.
 """
 
 from __future__ import annotations
@@ -49,7 +60,15 @@ from .replies import (
 from .state import StateStore, TerminalState, record_to_dict, summary_to_dict
 
 __all__ = [
-    "MAX_DELAY", "MAX_REQUEST_BYTES", "Answer", "AnswerKind", "Settings", "SimulatedTerminal",
+    "BUSY_LAST_TRANS",
+    "FIRMWARES",
+    "MAX_DELAY",
+    "MAX_REQUEST_BYTES",
+    "ON_HANGUP",
+    "Answer",
+    "AnswerKind",
+    "Settings",
+    "SimulatedTerminal",
 ]
 
 log = logging.getLogger("ecrlink.simulator")
@@ -92,30 +111,69 @@ class Answer:
     """For ``SILENT`` over HTTP: keep the link open until this is set (the ECR left)."""
 
 
+FIRMWARES = ("v201", "echo")
+"""``v201``: replies as the protocol document's samples; ``echo``: the original
+requestId/clientId repeated at the end of ``transInfo`` (a later firmware)."""
+ON_HANGUP = ("finish", "cancel")
+"""What an ECR hanging up during the card wait does: nothing (``finish``, as real
+terminals, which do not notice), or cancel the sale (``cancel``)."""
+BUSY_LAST_TRANS = ("refuse", "answer")
+"""``last trans`` during a sale: refused as busy, or answered with the previous
+successful transaction."""
+
+_SECONDS = ("card_delay", "bank_delay", "no_answer_timeout")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "firmware": FIRMWARES,
+    "on_hangup": ON_HANGUP,
+    "busy_last_trans": BUSY_LAST_TRANS,
+}
+
+
 @dataclass
 class Settings:
-    """Timing of one terminal; changeable while it runs (``POST /_sim/config``)."""
+    """Timing and behaviour of one terminal; changeable while it runs (``/_sim/config``)."""
 
     card_delay: float = 0.0
-    """Seconds the customer takes at the card reader; the ECR's hang-up ends it."""
+    """Seconds the customer takes at the card reader."""
     bank_delay: float = 0.0
     """Seconds between the bank's answer and the reply (the ECR may vanish here)."""
     no_answer_timeout: float = 3.0
     """The terminal's own timer for a request it never answers (…998)."""
+    firmware: str = "v201"
+    """Reply shape, one of ``FIRMWARES``."""
+    on_hangup: str = "finish"
+    """An ECR hanging up during the card wait, one of ``ON_HANGUP``."""
+    busy_last_trans: str = "refuse"
+    """``last trans`` while a sale is in progress, one of ``BUSY_LAST_TRANS``."""
 
     def update(self, values: dict[str, Any]) -> None:
-        """Set the given settings; raise ``ConfigError`` for an unknown or bad one."""
-        checked: dict[str, float] = {}
-        for key, value in values.items():
-            if key not in ("card_delay", "bank_delay", "no_answer_timeout"):
-                raise ConfigError(f"unknown setting {key!r}")
-            if isinstance(value, bool) or not isinstance(value, int | float) or not (
-                0 <= value <= MAX_DELAY
-            ):
-                raise ConfigError(f"{key} must be a number of seconds from 0 to {MAX_DELAY}")
-            checked[key] = float(value)
-        for key, number in checked.items():
-            setattr(self, key, number)
+        """Set the given settings; raise ``ConfigError`` for an unknown or bad one.
+
+        Nothing changes unless every value is valid.
+        """
+        checked = {key: _checked(key, value) for key, value in values.items()}
+        for key, value in checked.items():
+            setattr(self, key, value)
+
+
+def _checked(key: str, value: object) -> float | str:
+    """``value`` as setting ``key`` holds it; ``ConfigError`` names the key and the rule."""
+    if key in _SECONDS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            0 <= value <= MAX_DELAY
+        ):
+            raise ConfigError(f"{key} must be a number of seconds from 0 to {MAX_DELAY}")
+        return float(value)
+    allowed = _CHOICES.get(key)
+    if allowed is None:
+        known = ", ".join((*_SECONDS, *_CHOICES))
+        raise ConfigError(f"unknown setting {key!r} (known: {known})")
+    if value not in allowed:
+        raise ConfigError(
+            f"{key} must be one of {', '.join(map(repr, allowed))}, not {value!r}"
+        )
+    assert isinstance(value, str)
+    return value
 
 
 _ERROR_BUSY = Answer(AnswerKind.BUSY, busy_body())
@@ -143,6 +201,8 @@ class SimulatedTerminal:
         self._store = store
         self._on_settle = on_settle
         self._busy = False
+        self._selling = False
+        """A sale is in progress (card wait, bank), not a request held unanswered."""
         self._holds: set[asyncio.Task[None]] = set()
 
     @property
@@ -160,8 +220,7 @@ class SimulatedTerminal:
     async def handle(self, line: bytes, hangup: Hangup | None = None) -> Answer:
         """Process one request line; ``hangup`` lets an HTTP ECR's departure be seen."""
         if self._busy:
-            log.info("%s busy, refused: %s", self.name, _Shown(line))
-            return _ERROR_BUSY
+            return self._while_busy(line)
         try:
             request = parse_request_line(line)
         except RemoteProtocolError as exc:
@@ -171,30 +230,50 @@ class SimulatedTerminal:
         self._busy = True
         stays_busy = False
         try:
-            if isinstance(request, Sale):
-                answer = await self._sale(request, hangup)
-                stays_busy = answer.kind is AnswerKind.SILENT and answer.hold is not None
-            elif isinstance(request, Void):
-                answer = await self._void(request)
-            elif isinstance(request, Settle):
-                answer = await self._settle(request)
-            else:
-                answer = self._last_trans(request)
+            answer = await self._dispatch(request, hangup)
+            stays_busy = answer.kind is AnswerKind.SILENT and answer.hold is not None
         finally:
             if not stays_busy:
                 self._busy = False
-        if log.isEnabledFor(logging.INFO):
-            shown = answer.body.decode("utf-8", "replace") if answer.body else ""
-            log.info("%s -> %s %s", self.name, answer.kind.value, shown)
+        _log_answer(self.name, answer)
         return answer
+
+    async def _dispatch(self, request: Request, hangup: Hangup | None) -> Answer:
+        if isinstance(request, Sale):
+            self._selling = True
+            try:
+                return await self._sale(request, hangup)
+            finally:
+                self._selling = False
+        if isinstance(request, Void):
+            return await self._void(request)
+        if isinstance(request, Settle):
+            return await self._settle(request)
+        return self._last_trans(request)
+
+    def _while_busy(self, line: bytes) -> Answer:
+        """A request while another is in progress: busy, unless the settings say to
+        answer ``last trans`` during a sale (with whatever the ledger holds now)."""
+        if self._selling and self.settings.busy_last_trans == "answer":
+            try:
+                request: Request | None = parse_request_line(line)
+            except RemoteProtocolError:
+                request = None
+            if isinstance(request, LastTrans):
+                log.info("%s <- %s (during a sale)", self.name, _Shown(line))
+                answer = self._last_trans(request)
+                _log_answer(self.name, answer)
+                return answer
+        log.info("%s busy, refused: %s", self.name, _Shown(line))
+        return _ERROR_BUSY
 
     # --- commands ------------------------------------------------------------------------
 
     async def _sale(self, request: Sale, hangup: Hangup | None) -> Answer:
         plan = self.script.next() or plan_for_amount(request.amount)
         ledger = self.ledger
-        delay = self.settings.card_delay
-        if delay > 0 and await _hung_up_within(delay, hangup):
+        left = await self._card_wait(hangup)
+        if left and self.settings.on_hangup == "cancel":
             record = ledger.not_charged(
                 request,
                 now=self._clock(),
@@ -208,9 +287,11 @@ class SimulatedTerminal:
         if behaviour is Behaviour.CANCEL:
             record = ledger.not_charged(
                 request, now=self._clock(), status=RecordStatus.CANCELED,
-                detail="the customer pressed Cancel",
+                detail="the customer pressed Cancel", delivery="lost" if left else "reply",
             )
             await self._persist(record)
+            if left:
+                return Answer(AnswerKind.LOST)
             return Answer(
                 AnswerKind.REPLY,
                 encode(canceled_reply(request.request_id, request.client_id)),
@@ -226,6 +307,9 @@ class SimulatedTerminal:
             self._holds.add(task)
             task.add_done_callback(self._holds.discard)
             return Answer(AnswerKind.SILENT, hold=event or asyncio.Event())
+        if left:
+            # The ECR hung up during the card wait (on_hangup=finish): nobody reads it.
+            behaviour = Behaviour.LOST_REPLY
         delivery = {Behaviour.LOST_REPLY: "lost", Behaviour.TRUNCATED: "truncated"}.get(
             behaviour, "reply"
         )
@@ -237,10 +321,36 @@ class SimulatedTerminal:
             await asyncio.sleep(self.settings.bank_delay)
         if behaviour is Behaviour.LOST_REPLY:
             return Answer(AnswerKind.LOST)
-        body = encode(transaction_reply(record, ledger.identity))
+        body = encode(transaction_reply(record, ledger.identity, inner_ids=self._echo))
         if behaviour is Behaviour.TRUNCATED:
             return Answer(AnswerKind.TRUNCATED, truncate(body))
         return Answer(AnswerKind.REPLY, body)
+
+    async def _card_wait(self, hangup: Hangup | None) -> bool:
+        """The customer at the card reader for ``card_delay``; True if the ECR hung up.
+
+        With ``on_hangup=cancel`` the wait ends as soon as the ECR hangs up; with
+        ``finish`` it lasts the whole delay, as a real terminal does not notice.
+        """
+        delay = self.settings.card_delay
+        if delay <= 0:
+            return False  # no time for the ECR to leave; spare watching the link
+        if hangup is None:
+            await asyncio.sleep(delay)
+            return False
+        event = hangup()
+        if self.settings.on_hangup == "cancel":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), delay)
+        else:
+            await asyncio.sleep(delay)
+        return event.is_set()
+
+    @property
+    def _echo(self) -> bool:
+        """Repeat the original requestId/clientId inside a sale's or ``last trans``'s
+        ``transInfo`` (``firmware=echo``)."""
+        return self.settings.firmware == "echo"
 
     async def _free_after_no_answer(self, hangup: asyncio.Event | None) -> None:
         try:
@@ -264,6 +374,7 @@ class SimulatedTerminal:
         await self._persist(*(r for r in (voided, record) if r is not None))
         if self.settings.bank_delay > 0:
             await asyncio.sleep(self.settings.bank_delay)
+        # The document's void sample repeats the ids inside transInfo: every firmware.
         return Answer(AnswerKind.REPLY, encode(transaction_reply(record, ledger.identity)))
 
     async def _settle(self, request: Settle) -> Answer:
@@ -301,7 +412,7 @@ class SimulatedTerminal:
             doc = transaction_reply(
                 last, ledger.identity,
                 request_id=request.request_id, client_id=request.client_id,
-                command="last_trans",
+                command="last_trans", inner_ids=self._echo,
             )
         return Answer(AnswerKind.REPLY, encode(doc))
 
@@ -359,17 +470,10 @@ class SimulatedTerminal:
         }
 
 
-async def _hung_up_within(seconds: float, hangup: Hangup | None) -> bool:
-    """Wait ``seconds``; True as soon as the ECR hangs up (never, without ``hangup``)."""
-    if hangup is None:
-        await asyncio.sleep(seconds)
-        return False
-    event = hangup()
-    try:
-        await asyncio.wait_for(event.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+def _log_answer(name: str, answer: Answer) -> None:
+    if log.isEnabledFor(logging.INFO):
+        shown = answer.body.decode("utf-8", "replace") if answer.body else ""
+        log.info("%s -> %s %s", name, answer.kind.value, shown)
 
 
 class _Shown:
