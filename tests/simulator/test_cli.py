@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import CliRunner
 
 from ecrlink.cli import cli
@@ -74,3 +76,49 @@ def test_help_documents_the_magic_amounts() -> None:
     assert result.exit_code == 0
     for text in ("…051 decline:51", "…998 no_answer", "…997 lost_reply", "/_sim/script"):
         assert text in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {"firmware": "v201", "on_hangup": "finish", "busy_last_trans": "refuse"}),
+        (
+            ["--firmware", "echo", "--on-hangup", "cancel", "--busy-last-trans", "answer"],
+            {"firmware": "echo", "on_hangup": "cancel", "busy_last_trans": "answer"},
+        ),
+    ],
+)
+def test_behaviour_flags_reach_every_terminal(flags: list[str], expected: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-c", "from ecrlink.cli import main; main()", "simulate",
+            "--http", "127.0.0.1:0", "--terminals", "2", "-q", *flags,
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        for line in lines:
+            url = re.search(r"http://\S+", line)
+            assert url is not None, lines
+            settings = httpx.get(url.group() + "/_sim/config").json()["settings"]
+            assert expected.items() <= settings.items()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "allowed"),
+    [
+        ("--firmware", "v202", "'v201', 'echo'"),
+        ("--on-hangup", "ignore", "'finish', 'cancel'"),
+        ("--busy-last-trans", "maybe", "'refuse', 'answer'"),
+    ],
+)
+def test_bad_behaviour_flags_are_refused(flag: str, value: str, allowed: str) -> None:
+    result = CliRunner().invoke(cli, ["simulate", flag, value])
+    assert result.exit_code == ExitStatus.BAD_INPUT
+    assert flag in result.output and allowed in result.output

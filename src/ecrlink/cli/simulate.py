@@ -14,7 +14,7 @@ import click
 
 from .._exceptions import ConfigError
 from ..simulator import MAGIC_AMOUNTS, Plan, Simulator, parse_plan
-from ..simulator.terminal import MAX_DELAY
+from ..simulator.terminal import BUSY_LAST_TRANS, FIRMWARES, MAX_DELAY, ON_HANGUP
 from .exit_codes import exit_status_for
 
 __all__ = ["simulate"]
@@ -99,6 +99,21 @@ def _magic_help() -> str:
     help="Queue an outcome for the next sale of every terminal (repeatable): approve, "
     "decline:NN, cancel, no_answer, lost_reply, truncated.",
 )
+@click.option(
+    "--firmware", type=click.Choice(FIRMWARES), default="v201", show_default=True,
+    help="v201: replies as the protocol document's samples (no requestId/clientId inside "
+    "a sale's or last trans's transInfo); echo: the original ones repeated there.",
+)
+@click.option(
+    "--on-hangup", type=click.Choice(ON_HANGUP), default="finish", show_default=True,
+    help="The ECR hangs up while the customer is at the card reader: finish (the sale goes "
+    "on, its reply is lost, last trans shows it) or cancel (nothing charged).",
+)
+@click.option(
+    "--busy-last-trans", type=click.Choice(BUSY_LAST_TRANS), default="refuse",
+    show_default=True,
+    help="last trans during a sale: refuse (busy) or answer with the previous transaction.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not log each request and reply.")
 def simulate(
     http_addr: str | None,
@@ -113,6 +128,9 @@ def simulate(
     baud_pacing: bool,
     seed: int,
     script: tuple[str, ...],
+    firmware: str,
+    on_hangup: str,
+    busy_last_trans: str,
     quiet: bool,
 ) -> None:
     """Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped.
@@ -144,6 +162,9 @@ def simulate(
         statement=statement_path,
         statement_open_batch=statement_open_batch,
         seed=seed,
+        firmware=firmware,
+        on_hangup=on_hangup,
+        busy_last_trans=busy_last_trans,
     )
     stop = threading.Event()
 
