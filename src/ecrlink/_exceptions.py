@@ -10,6 +10,7 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
     │   └── RemoteProtocolError       the terminal sent something we cannot accept
     │       ├── ReplyTooLarge
     │       ├── RequestIdMismatch     a reply that answers another request
+    │       ├── ConflictingReply      says approved, but its own fields contradict it
     │       └── AmountMismatch        an approval for another amount than we asked
     ├── TransportError                the bytes did not make it
     │   ├── ConnectError
@@ -35,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "AmountMismatch",
     "ConfigError",
+    "ConflictingReply",
     "ConnectError",
     "ConnectTimeout",
     "EcrError",
@@ -97,6 +99,21 @@ class ReplyTooLarge(RemoteProtocolError):
 
 class RequestIdMismatch(RemoteProtocolError):
     """The reply carries another requestId than the request: it is not our answer."""
+
+
+class ConflictingReply(RemoteProtocolError):
+    """A reply that says approved but is not a clean approval of our request.
+
+    ``reasons`` lists what contradicts the approval (a transStatus DECLINE, another
+    register's clientId, no transaction identifiers...), as
+    ``ecrlink.protocol.approval.approval_conflicts`` found them. Like every
+    ``RemoteProtocolError`` it leaves a payment in doubt: the card may or may not
+    have been charged.
+    """
+
+    def __init__(self, message: str, raw: bytes = b"", reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message, raw)
+        self.reasons = reasons
 
 
 class AmountMismatch(RemoteProtocolError):

@@ -14,6 +14,9 @@ from ecrlink.protocol import (
     Settle,
     Status,
     Void,
+    approval_conflicts,
+    check_answers,
+    mask_card_numbers,
     parse_reply,
     parse_request_line,
 )
@@ -53,6 +56,23 @@ def test_request_line_is_byte_exact(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(REQUESTS))
 def test_terminal_side_parses_each_request_back(name: str) -> None:
     assert parse_request_line(fixture_bytes(f"{name}.request")) == REQUESTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(REQUESTS))
+def test_each_reply_answers_its_own_request_cleanly(name: str) -> None:
+    # Real terminal messages: the strict approval rule must accept every one of them.
+    request = parse_request_line(fixture_bytes(f"{name}.request"))
+    result = parse_reply(fixture_bytes(f"{name}.json"))
+    checked = check_answers(result, request)
+    assert checked.outcome is result.outcome
+    assert checked.outcome is (
+        Outcome.DECLINED if name == "sale_declined_55" else Outcome.APPROVED
+    )
+    if checked.approved:
+        assert approval_conflicts(result, request) == []
+    assert result.transaction is not None
+    assert not result.transaction.card_no_was_unmasked
+    assert mask_card_numbers(result.raw) == (result.raw, False)
 
 
 def test_sale_approved_swipe() -> None:

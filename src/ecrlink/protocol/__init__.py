@@ -5,7 +5,8 @@ framer finds the end of a reply in an unframed byte stream; the return-code tabl
 says what a code means and what to do. Both the client and the simulator use it.
 """
 
-from .cards import card_last4, mask_card_numbers, mask_pan
+from .approval import APPROVED_CODE, approval_conflicts, return_code_text
+from .cards import card_last4, luhn_valid, mask_card_numbers, mask_pan, mask_text
 from .codes import RETURN_CODES, Action, ReturnCode, describe
 from .fields import check_amount, check_field, check_receipt_no, transliterate
 from .framing import JsonFramer
@@ -33,6 +34,7 @@ from .requests import (
 )
 
 __all__ = [
+    "APPROVED_CODE",
     "INVOICE_FIELD",
     "MAX_REPLY_BYTES",
     "MAX_REQUEST_LINE",
@@ -52,15 +54,19 @@ __all__ = [
     "Status",
     "Transaction",
     "Void",
+    "approval_conflicts",
     "card_last4",
     "check_amount",
     "check_answers",
     "check_field",
     "check_receipt_no",
     "describe",
+    "luhn_valid",
     "mask_card_numbers",
     "mask_pan",
+    "mask_text",
     "parse_reply",
     "parse_request_line",
+    "return_code_text",
     "transliterate",
 ]

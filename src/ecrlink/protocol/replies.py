@@ -4,8 +4,11 @@ The parser is tolerant where real terminals differ (duplicate keys, unknown extr
 fields, missing optional fields, trailing spaces, numbers as text with or without
 leading zeros, CANCELED with or without ``transInfo``, bytes that are not UTF-8) and
 strict where money is at stake: an amount that is not a number, a DONE reply with no
-return code, or a reply to another request is a ``RemoteProtocolError``, never a
-guess.
+return code, a return code that is ``00`` only after a conversion (``false``, ``0.0``,
+``"0"``), or a reply to another request is a ``RemoteProtocolError``, never a guess.
+What counts as approved is written once, in ``approval``; card numbers are masked
+wherever they appear, by the rule in ``cards``. Whatever the bytes, only ``EcrError``
+subclasses escape ``parse_reply``, and a parsed ``Result`` never raises on access.
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .._exceptions import AmountMismatch, RemoteProtocolError, ReplyTooLarge, RequestIdMismatch
-from .cards import card_last4, mask_pan
+from .._exceptions import (
+    AmountMismatch,
+    ConflictingReply,
+    RemoteProtocolError,
+    ReplyTooLarge,
+    RequestIdMismatch,
+)
+from .approval import APPROVED_CODE, approval_conflicts, return_code_text
+from .cards import card_last4, field_kind, mask_pan, mask_text
 from .codes import describe
 from .requests import Command, Request, Sale
 
@@ -53,8 +63,9 @@ class Outcome(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-# transInfo key -> Transaction attribute, for the plain text fields.
-_TEXT_FIELDS: dict[str, str] = {
+# transInfo key -> Transaction attribute, for the identifiers: kept exactly as sent
+# when plain text or a number (card-masking rule 2 in ``cards``).
+_ID_FIELDS: dict[str, str] = {
     "receiptNo": "receipt_no",
     "approvalCode": "approval_code",
     "refNo": "ref_no",
@@ -62,6 +73,14 @@ _TEXT_FIELDS: dict[str, str] = {
     "STAN": "stan",
     "tid": "tid",
     "mid": "mid",
+    "posSerial": "pos_serial",
+    "emvAID": "emv_aid",
+    "emvTC": "emv_tc",
+    "requestId": "request_id",
+    "clientId": "client_id",
+}
+# ... and for the other plain text fields, where a card number is masked (rule 3).
+_TEXT_FIELDS: dict[str, str] = {
     "cardType": "card_type",
     "cardHolder": "cardholder",
     "cardInput": "card_input",
@@ -69,15 +88,18 @@ _TEXT_FIELDS: dict[str, str] = {
     "transType": "trans_type",
     "transStatus": "trans_status",
     "transName": "trans_name",
-    "posSerial": "pos_serial",
     "emvAppName": "emv_app_name",
-    "emvAID": "emv_aid",
-    "emvTC": "emv_tc",
     "expireDate": "expire_date",
-    "requestId": "request_id",
-    "clientId": "client_id",
 }
 _SPECIAL_FIELDS = frozenset({"amount", "time", "cardNo", "returnCode"})
+_FIELDS = {**_ID_FIELDS, **_TEXT_FIELDS}
+_ID_ATTRS = frozenset(_ID_FIELDS.values())
+_MASKED_ATTRS = tuple(_TEXT_FIELDS.values())
+_MAX_AMOUNT_DIGITS = 12
+"""ISO 8583 amounts are 12 digits (zero-padded); more is not an amount we can trust."""
+_MAX_NUMBER_DIGITS = 18
+"""Receipt and batch numbers as ints: bounded, since int() refuses over 4,300 digits."""
+_MIN_PAN_CHARS = 13
 
 
 # Plain (not frozen) records: a frozen dataclass sets each of its 28 fields through
@@ -116,7 +138,8 @@ class Transaction:
     extra: dict[str, str] = field(default_factory=dict)
     """Fields this version of ecrlink does not know, kept as text."""
     card_no_was_unmasked: bool = False
-    """True if the terminal sent more card digits than allowed and we hid them."""
+    """True if the terminal sent a full card number, under ``cardNo`` or any other key
+    or inside any value, and we hid it (worth a warning: the terminal is misconfigured)."""
 
     @property
     def card_last4(self) -> str | None:
@@ -232,7 +255,9 @@ class Result:
 
 
 def _as_int(text: str | None) -> int | None:
-    if text is None or not text.isdigit():
+    # ASCII digits and a length bound: int() refuses "²" (which isdigit() accepts) and
+    # any text of more than 4,300 digits.
+    if text is None or len(text) > _MAX_NUMBER_DIGITS or not (text.isascii() and text.isdigit()):
         return None
     return int(text)
 
@@ -243,56 +268,119 @@ def _text(value: Any) -> str | None:
     if isinstance(value, str):
         value = value.strip()
         return value or None
+    # Booleans and floats are spelled as JSON spells them, never converted: false is
+    # not "0" and 0.0 is not "0" (a zero-padded "0" would read as approval code "00").
     if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int | float):
-        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    return json.dumps(value, ensure_ascii=False)
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)  # json.loads makes no int of more than 4,300 digits
+    if isinstance(value, float):
+        return repr(value)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (ValueError, RecursionError):  # nesting as deep as json.loads allows
+        return "[nested too deeply]"
 
 
 def _parse_time(text: str | None) -> datetime | None:
-    if text is None or len(text) != 14 or not text.isdigit():
+    if text is None or len(text) != 14 or not (text.isascii() and text.isdigit()):
+        return None
+    if text[8:10] > "23":  # newer Pythons read hour 24 as the next midnight: not a time
         return None
     try:
-        return datetime(
-            int(text[0:4]), int(text[4:6]), int(text[6:8]),
-            int(text[8:10]), int(text[10:12]), int(text[12:14]),
-            tzinfo=VIETNAM_TIME,
-        )
-    except ValueError:
+        # fromisoformat in C, then our named zone: 1.7x faster than six int() calls.
+        return datetime.fromisoformat(f"{text[:8]}T{text[8:]}+07:00").astimezone(VIETNAM_TIME)
+    except (ValueError, OverflowError):  # no such date; or year 1 has no UTC instant
         return None
 
 
-def _transaction(info: dict[str, Any], raw: bytes) -> Transaction:
-    # One pass over the fields: this is the hot part of parsing a reply.
+def _amount(value: Any, raw: bytes) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int and 0 <= value < 10**_MAX_AMOUNT_DIGITS:
+        return value
+    text = value.strip() if type(value) is str else None
+    if text == "":
+        return None
+    if (
+        text is not None and len(text) <= _MAX_AMOUNT_DIGITS
+        and text.isascii() and text.isdigit()
+    ):
+        return int(text)
+    shown = mask_text(text if text is not None else _text(value) or "")[0]
+    raise RemoteProtocolError(
+        f"transInfo.amount is not a whole number of at most {_MAX_AMOUNT_DIGITS} digits: "
+        f"{shown[:30]!r}",
+        raw,
+    )
+
+
+def _extra_field(key: str, value: Any, text: str) -> tuple[str, str, bool]:
+    """An unknown field: its masking rule follows its name, and the name is masked too."""
+    kind = field_kind(key)
+    hidden = False
+    if kind == "card":
+        text, hidden = mask_pan(text)
+    elif kind == "other" or not (type(value) is str or type(value) is int):
+        text, hidden = mask_text(text)
+    key, key_hidden = mask_text(key)
+    return key, text, hidden or key_hidden
+
+
+def _transaction(info: dict[str, Any], raw: bytes, done: bool) -> Transaction:
+    # The hot part of parsing a reply. One pass that only strips plain text values;
+    # what is rare (numbers, nested values, unknown keys) and the few fields that may
+    # hold a card number are dealt with after it.
     values: dict[str, Any] = {}
-    special: dict[str, str | None] = {}
-    extra: dict[str, str] = {}
-    text_fields = _TEXT_FIELDS
+    unusual: list[tuple[str, str | None, Any]] = []
+    fields = _FIELDS
     for key, value in info.items():
-        text = (value.strip() or None) if type(value) is str else _text(value)
-        attr = text_fields.get(key)
-        if attr is not None:
-            values[attr] = text
-        elif key in _SPECIAL_FIELDS:
-            special[key] = text
-        elif text is not None:
-            extra[key] = text
-    card_no = special.get("cardNo")
+        attr = fields.get(key)
+        if attr is not None and type(value) is str:
+            values[attr] = value.strip() or None
+        elif attr is not None or key not in _SPECIAL_FIELDS:
+            unusual.append((key, attr, value))
+    hidden = False
+    extra: dict[str, str] = {}
+    for key, attr, value in unusual:
+        text = _text(value)
+        if attr is None:
+            if text is not None:
+                key, text, hit = _extra_field(key, value, text)
+                hidden = hidden or hit
+                extra[key] = text
+            continue
+        # Only a plain text or number is an identifier: anything else is masked.
+        if text is not None and (attr not in _ID_ATTRS or type(value) is not int):
+            text, hit = mask_text(text)
+            hidden = hidden or hit
+        values[attr] = text
+    for attr in _MASKED_ATTRS:
+        text = values.get(attr)
+        if text is not None and len(text) >= _MIN_PAN_CHARS:
+            values[attr], hit = mask_text(text)
+            hidden = hidden or hit
+    card_no = info.get("cardNo")
     if card_no is not None:
-        card_no, values["card_no_was_unmasked"] = mask_pan(card_no)
-    return_code = special.get("returnCode")
-    if return_code is not None and len(return_code) < 2 and return_code.isdigit():
-        return_code = return_code.zfill(2)
-    amount = special.get("amount")
-    if amount is not None and not (amount.isascii() and amount.isdigit()):
-        raise RemoteProtocolError(f"transInfo.amount is not a whole number: {amount[:30]!r}", raw)
+        card_no, hit = mask_pan(card_no.strip() if type(card_no) is str else _text(card_no) or "")
+        hidden = hidden or hit
+        card_no = card_no or None
+    if done:
+        return_code = return_code_text(info.get("returnCode"), raw)
+    else:
+        # A cancel does not depend on its code: keep whatever was said, as text.
+        return_code = _text(info.get("returnCode"))
+        if return_code is not None:
+            return_code, hit = mask_text(return_code)
+            hidden = hidden or hit
+    time_value = info.get("time")
     return Transaction(
-        amount=int(amount) if amount is not None else None,
-        time=_parse_time(special.get("time")),
+        amount=_amount(info.get("amount"), raw),
+        time=_parse_time(time_value.strip() if type(time_value) is str else None),
         card_no=card_no,
         return_code=return_code,
         extra=extra,
+        card_no_was_unmasked=hidden,
         **values,
     )
 
@@ -304,11 +392,20 @@ def _loads(text: str, raw: bytes) -> Any:
         raise RemoteProtocolError(f"reply is not valid JSON ({exc})", raw) from None
 
 
+_COMMAND_NAMES = {command.value: command.value for command in Command} | {
+    "last_trans": Command.LAST_TRANS.value, "last+trans": Command.LAST_TRANS.value,
+}
+
+
 def _command_name(value: Any) -> str:
+    if type(value) is str:
+        known = _COMMAND_NAMES.get(value)
+        if known is not None:  # as every terminal spells it: no work
+            return known
     text = (_text(value) or "").lower()
     if text.replace("_", " ").replace("+", " ").replace("%20", " ") == "last trans":
         return Command.LAST_TRANS.value
-    return text
+    return mask_text(text)[0]
 
 
 def parse_reply(raw: bytes) -> Result:
@@ -324,29 +421,31 @@ def parse_reply(raw: bytes) -> Result:
         doc = _loads(raw.decode("utf-8", "replace").lstrip("\ufeff"), raw)
     if not isinstance(doc, dict):
         raise RemoteProtocolError("reply is not a JSON object", raw)
-    status_text = (_text(doc.get("status")) or "").upper()
+    status_value = doc.get("status")
+    status_text = "DONE" if status_value == "DONE" else (_text(status_value) or "").upper()
     if status_text in ("CANCELED", "CANCELLED"):
         status = Status.CANCELED
     elif status_text == "DONE":
         status = Status.DONE
     else:
-        said = _text(doc.get("message")) or _text(doc.get("error")) or ""
+        said = mask_text(_text(doc.get("message")) or _text(doc.get("error")) or "")[0]
         raise RemoteProtocolError(
-            f"reply status {status_text or 'missing'!r} is neither DONE nor CANCELED"
+            f"reply status {mask_text(status_text)[0][:40] or 'missing'!r} is neither DONE "
+            "nor CANCELED"
             + (f": {said[:200]}" if said else ""),
             raw,
         )
     info = doc.get("transInfo")
     if info is not None and not isinstance(info, dict):
         raise RemoteProtocolError("transInfo is not a JSON object", raw)
-    transaction = _transaction(info, raw) if info else None
+    transaction = _transaction(info, raw, status is Status.DONE) if info else None
     command = _command_name(doc.get("command"))
     return_code = transaction.return_code if transaction else None
     if status is Status.CANCELED:
         outcome = Outcome.CANCELED
     elif transaction is None:
         raise RemoteProtocolError("DONE reply without transInfo", raw)
-    elif return_code == "00":
+    elif return_code == APPROVED_CODE:
         outcome = Outcome.APPROVED
     elif return_code is None:
         # The settlement sample carries no returnCode, only transStatus APPROVE.
@@ -374,6 +473,9 @@ def check_answers(result: Result, request: Request) -> Result:
     A reply that echoes another requestId is never ours (``RequestIdMismatch``); an
     approved sale for another amount than asked is refused loudly (``AmountMismatch``).
     A reply with no requestId at all is accepted: it came on this request's exchange.
+    A reply that says approved but is not a clean approval of ``request`` by the rule in
+    ``approval`` (a transStatus DECLINE, another register's clientId, no transaction
+    identifiers...) raises ``ConflictingReply`` naming every reason.
     """
     if result.request_id is not None and result.request_id != request.request_id:
         raise RequestIdMismatch(
@@ -385,6 +487,14 @@ def check_answers(result: Result, request: Request) -> Result:
             f"reply is for command {result.command!r}, not {request.command.value!r}",
             result.raw,
         )
+    if result.outcome is Outcome.APPROVED:
+        conflicts = approval_conflicts(result, request)
+        if conflicts:
+            raise ConflictingReply(
+                "reply says approved but is not a clean approval: " + "; ".join(conflicts),
+                result.raw,
+                tuple(conflicts),
+            )
     if isinstance(request, Sale) and result.approved:
         got = result.transaction.amount if result.transaction else None
         if got != request.amount:
