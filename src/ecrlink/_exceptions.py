@@ -16,6 +16,7 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
     │   ├── ConnectError
     │   ├── ReadError                 connection closed or broken while waiting for the reply
     │   ├── WriteError
+    │   ├── NotTerminalReply          a proxy, a portal or a wrong address answered (HTTP 4xx)
     │   └── TransportTimeout          also a builtin TimeoutError
     │       ├── ConnectTimeout
     │       └── ReadTimeout
@@ -29,6 +30,8 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
 Which of these mean "the terminal may have charged the card" is decided by the
 client, not here: a ``TransportError`` after the first byte was sent, or any
 ``RemoteProtocolError``, leaves a payment in doubt.
+``NotTerminalReply`` is a ``TransportError`` that leaves nothing in doubt: whoever
+answered was not the terminal.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ __all__ = [
     "InputFileError",
     "JournalError",
     "LocalProtocolError",
+    "NotTerminalReply",
     "ProtocolError",
     "ReadError",
     "ReadTimeout",
@@ -134,6 +138,24 @@ class ReadError(TransportError):
 
 class WriteError(TransportError):
     """The request could not be written."""
+
+
+class NotTerminalReply(TransportError):
+    """Something that is not the terminal answered: a proxy, a captive portal, a wrong
+    address; nothing was charged.
+
+    Raised for every HTTP 4xx status: a card terminal answers its one request with
+    JSON, and even a terminal refusing a malformed request with 400 has charged
+    nothing. ``status`` is the HTTP status; ``first_line`` the first non-empty line of
+    the body without HTML tags, at most 120 characters (never the whole page).
+    """
+
+    def __init__(self, status: int, url: str, first_line: str = "") -> None:
+        self.status = status
+        self.url = url
+        self.first_line = first_line
+        message = f"HTTP {status} from {url} (not a card terminal)"
+        super().__init__(f"{message}: {first_line}" if first_line else message)
 
 
 class TransportTimeout(TransportError, TimeoutError):
