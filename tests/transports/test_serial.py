@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ecrlink import AsyncTerminal, ConfigError, ConnectError, ReadTimeout, Terminal
+from ecrlink import AsyncTerminal, ConfigError, ConnectError, ReadError, ReadTimeout, Terminal
 from ecrlink.transports import SerialTransport, serial_port_from_url
+from ecrlink.transports.serial import DEFAULT_INTER_BYTE_TIMEOUT
 from tests.conftest import fixture_bytes
 
 
@@ -26,6 +27,7 @@ class FakeSerialTerminal:
 
     chunks: list[bytes]
     pause: float = 0.03
+    delay: float = 0.0  # before the first chunk: the customer paying
     master: int = -1
     path: str = ""
     received: list[bytes] = field(default_factory=list)
@@ -50,8 +52,7 @@ class FakeSerialTerminal:
                 return
         self.received.append(data)
         for i, chunk in enumerate(self.chunks):
-            if i:
-                time.sleep(self.pause)
+            time.sleep(self.pause if i else self.delay)
             os.write(self.master, chunk)
             self.last_byte_at = time.monotonic()
 
@@ -102,6 +103,51 @@ def test_half_a_reply_then_silence_is_a_read_timeout(
     with pytest.raises(ReadTimeout, match="300 bytes received"):
         transport.exchange("/ecr?rqt=123|456&cmd=void|61", timeout=0.4)
     transport.close()
+
+
+VOID = "/ecr?rqt=123|456&cmd=void|61"
+
+
+def started(fake_terminal: list[FakeSerialTerminal], term: FakeSerialTerminal) -> str:
+    term.start()
+    fake_terminal.append(term)
+    return f"serial:{term.path}"
+
+
+def test_half_a_reply_then_a_quiet_line_is_cut_after_the_gap_not_the_timeout(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    raw = fixture_bytes("void_serial.json")
+    url = started(fake_terminal, FakeSerialTerminal([raw[:300]]))
+    transport = SerialTransport(url, inter_byte_timeout=0.3)
+    begun = time.monotonic()
+    with pytest.raises(ReadError, match="cut off after 300 bytes: the line went quiet"):
+        transport.exchange(VOID, timeout=30)
+    assert 0.25 < time.monotonic() - begun < 2.5
+    transport.close()
+
+
+def test_the_default_gap_is_two_seconds() -> None:
+    assert DEFAULT_INTER_BYTE_TIMEOUT == 2.0
+    assert SerialTransport("serial:/dev/null").inter_byte_timeout == 2.0
+
+
+def test_pauses_shorter_than_the_gap_and_a_long_wait_before_the_reply_are_fine(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    # Silence before the first byte is the customer paying, not a cut: only a reply
+    # that has started is held to the gap.
+    raw = fixture_bytes("void_serial.json")
+    url = started(fake_terminal, FakeSerialTerminal(split(raw, 3), pause=0.15, delay=0.8))
+    transport = SerialTransport(url, inter_byte_timeout=0.4)
+    assert transport.exchange(VOID, timeout=5) == raw
+    transport.close()
+
+
+@pytest.mark.parametrize("gap", [0, -1, float("inf"), "2"])
+def test_bad_inter_byte_timeout(gap: object) -> None:
+    with pytest.raises(ConfigError, match="inter_byte_timeout"):
+        SerialTransport("serial:/dev/null", inter_byte_timeout=gap)  # type: ignore[arg-type]
 
 
 def test_async_serial(fake_terminal: list[FakeSerialTerminal]) -> None:

@@ -4,14 +4,17 @@ The request line is written as-is, with no terminator; the reply has no framing
 either, so ``JsonFramer`` decides when it is complete and the reply is returned the
 moment its closing brace arrives, not after an idle timeout. pyserial's read timeout
 returns short instead of raising; here a short read past the deadline becomes
-``ReadTimeout``. Any pyserial URL works: a device path, ``COM3``, ``socket://`` and
-``rfc2217://`` (serial-over-Ethernet converters), ``loop://``.
+``ReadTimeout``, and a reply that started and then stopped for ``inter_byte_timeout``
+becomes ``ReadError`` (cut off) without waiting for the deadline. Any pyserial URL
+works: a device path, ``COM3``, ``socket://`` and ``rfc2217://`` (serial-over-Ethernet
+converters), ``loop://``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 import time
 from typing import Any
@@ -23,12 +26,28 @@ from .._exceptions import ConfigError, ConnectError, ReadError, ReadTimeout, Wri
 from ..protocol import JsonFramer
 from .base import AsyncTransport, Transport
 
-__all__ = ["DEFAULT_BAUDRATE", "AsyncSerialTransport", "SerialTransport", "serial_port_from_url"]
+__all__ = [
+    "DEFAULT_BAUDRATE",
+    "DEFAULT_INTER_BYTE_TIMEOUT",
+    "AsyncSerialTransport",
+    "SerialTransport",
+    "serial_port_from_url",
+]
 
 DEFAULT_BAUDRATE = 115200
 # Longest single blocking read, so a deadline is noticed at most this late. Fixed:
 # changing pyserial's timeout reconfigures the port (tcsetattr) on every call.
 _POLL = 0.05
+# Once a reply has started, how long the line may stay quiet before the reply is
+# taken as cut off. A terminal composes its reply, then sends it in one go: at
+# 115200 baud (11520 bytes/s with 8N1) a whole reply (under 1 KiB) is on the wire in
+# under 100 ms, and even at 9600 baud bytes follow each other by about 1 ms. A USB
+# adapter's latency timer (16 ms) and a converter's packetising add tens of ms. So
+# 2 s of silence inside a reply is never a slow terminal but a pulled cable, a
+# terminal that reset or a converter that lost its link, and waiting out the rest
+# of the timeout (180 s for a sale) would only keep the cashier waiting for nothing.
+# The silence before the first byte (the customer paying) is not bounded by this.
+DEFAULT_INTER_BYTE_TIMEOUT = 2.0
 
 
 def serial_port_from_url(url: str) -> tuple[str, int]:
@@ -58,13 +77,32 @@ def serial_port_from_url(url: str) -> tuple[str, int]:
     return port, baudrate
 
 
-class SerialTransport(Transport):
-    """Blocking serial transport; the port is opened on first use and kept open."""
+def _gap_seconds(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError("inter_byte_timeout: must be a number of seconds")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError("inter_byte_timeout: must be a positive, finite number of seconds")
+    return float(value)
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
+
+class SerialTransport(Transport):
+    """Blocking serial transport; the port is opened on first use and kept open.
+
+    ``inter_byte_timeout``: once a reply has started, the longest silence before it
+    is taken as cut off (``ReadError``); see ``DEFAULT_INTER_BYTE_TIMEOUT``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        inter_byte_timeout: float = DEFAULT_INTER_BYTE_TIMEOUT,
+    ) -> None:
         self.url = url
         self.port, self.baudrate = serial_port_from_url(url)
         self.connect_timeout = connect_timeout
+        self.inter_byte_timeout = _gap_seconds(inter_byte_timeout)
         self._serial: Any = None
         self._lock = threading.Lock()
 
@@ -103,22 +141,36 @@ class SerialTransport(Transport):
     def _read_reply(self, port: Any, timeout: float) -> bytes:
         framer = JsonFramer()
         deadline = time.monotonic() + timeout
+        last_byte_at = time.monotonic()
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 got = len(framer.pending)
                 raise ReadTimeout(
                     f"{self.url}: no complete reply within {timeout:g} s ({got} bytes received)"
                 )
+            if now - last_byte_at >= self.inter_byte_timeout:
+                self._check_not_cut(framer)
             try:
                 chunk = port.read(max(1, port.in_waiting))
             except (serial.SerialException, OSError) as exc:
                 self._drop()
                 raise ReadError(f"{self.url}: serial line failed ({exc})") from exc
             if chunk:
+                last_byte_at = time.monotonic()
                 frames = framer.feed(chunk)
                 if frames:
                     return frames[0]
+
+    def _check_not_cut(self, framer: JsonFramer) -> None:
+        """The line has been quiet for the gap: a started reply will not be finished.
+        Before any ``{`` the terminal is still working (the customer paying): wait on."""
+        pending = len(framer.pending)
+        if pending:
+            raise ReadError(
+                f"{self.url}: reply cut off after {pending} bytes: the line went quiet "
+                f"for {self.inter_byte_timeout:g} s"
+            )
 
     def _drop(self) -> None:
         if self._serial is not None:
@@ -138,8 +190,16 @@ class AsyncSerialTransport(AsyncTransport):
     file descriptor, so a thread is the one way that works for every URL.
     """
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
-        self._sync = SerialTransport(url, connect_timeout=connect_timeout)
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        inter_byte_timeout: float = DEFAULT_INTER_BYTE_TIMEOUT,
+    ) -> None:
+        self._sync = SerialTransport(
+            url, connect_timeout=connect_timeout, inter_byte_timeout=inter_byte_timeout
+        )
 
     async def exchange(self, line: str, *, timeout: float) -> bytes:
         return await asyncio.to_thread(self._sync.exchange, line, timeout=timeout)
