@@ -293,3 +293,202 @@ def test_fingerprint_needs_https_and_hex() -> None:
         Terminal("http://127.0.0.1:1", tls_fingerprint="ab" * 32)
     with pytest.raises(ConfigError, match="64 hex"):
         Terminal("https://127.0.0.1:1", tls_fingerprint="xyz")
+
+
+# --- one deadline for the whole exchange; on_sent; answers that are not the terminal's --
+
+FLAVOURS = pytest.mark.parametrize("flavour", ["sync", "async"])
+
+
+def exchange_as(
+    flavour: str, url: str, *, timeout: float, on_sent: Callable[[], None] | None = None,
+    tls_fingerprint: str | None = None,
+) -> bytes:
+    """One exchange on a fresh HttpTransport or AsyncHttpTransport."""
+    if flavour == "sync":
+        transport = HttpTransport(url, connect_timeout=1, tls_fingerprint=tls_fingerprint)
+        try:
+            return transport.exchange(LINE, timeout=timeout, on_sent=on_sent)
+        finally:
+            transport.close()
+
+    async def run() -> bytes:
+        transport = AsyncHttpTransport(url, connect_timeout=1, tls_fingerprint=tls_fingerprint)
+        try:
+            return await transport.exchange(LINE, timeout=timeout, on_sent=on_sent)
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(run())
+
+
+class Calls:
+    """An on_sent that records each call and what the server had received by then."""
+
+    def __init__(self, server: RawServer | None = None) -> None:
+        self.server = server
+        self.requests_seen: list[int] = []
+
+    def __call__(self) -> None:
+        self.requests_seen.append(len(self.server.requests) if self.server else 0)
+
+    @property
+    def count(self) -> int:
+        return len(self.requests_seen)
+
+
+def trickling(head: bytes, body: bytes, every: float) -> Callable[[socket.socket, bytes], None]:
+    """Send ``head`` at once, then ``body`` one byte every ``every`` seconds."""
+
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(head)
+        for i in range(len(body)):
+            time.sleep(every)
+            conn.sendall(body[i : i + 1])
+
+    return handler
+
+
+def json_head(length: int, status: str = "200 OK") -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+@FLAVOURS
+def test_body_trickling_a_byte_at_a_time_is_cut_at_the_deadline(
+    raw_server: Start, flavour: str
+) -> None:
+    # Each byte comes well within httpx's per-read timeout: only a deadline stops it.
+    body = fixture_bytes("sale_approved_swipe.json")
+    server = raw_server(trickling(json_head(len(body)), body, every=0.2))
+    calls = Calls()
+    started = time.monotonic()
+    with pytest.raises(ReadTimeout, match="within 1 s") as info:
+        exchange_as(flavour, server.url, timeout=1.0, on_sent=calls)
+    elapsed = time.monotonic() - started
+    assert isinstance(info.value, TimeoutError)
+    assert 0.9 < elapsed < 2.5
+    assert calls.count == 1  # sent: the caller must treat the payment as in doubt
+
+
+@FLAVOURS
+def test_head_trickling_a_byte_at_a_time_is_cut_at_the_deadline(
+    raw_server: Start, flavour: str
+) -> None:
+    body = fixture_bytes("sale_approved_swipe.json")
+    server = raw_server(trickling(b"", json_head(len(body)) + body, every=0.2))
+    started = time.monotonic()
+    with pytest.raises(ReadTimeout):
+        exchange_as(flavour, server.url, timeout=1.0)
+    assert 0.9 < time.monotonic() - started < 2.5
+
+
+@FLAVOURS
+def test_slow_reply_finished_within_the_deadline_is_returned(
+    raw_server: Start, flavour: str
+) -> None:
+    body = fixture_bytes("last_trans_chip.json")
+    pieces = [body[i : i + 60] for i in range(0, len(body), 60)]
+
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(json_head(len(body)))
+        for piece in pieces:
+            time.sleep(0.05)
+            conn.sendall(piece)
+
+    server = raw_server(handler)
+    started = time.monotonic()
+    assert exchange_as(flavour, server.url, timeout=3.0) == body
+    assert time.monotonic() - started > 0.05 * len(pieces) * 0.8  # it did trickle
+
+
+@FLAVOURS
+def test_on_sent_is_called_once_before_the_request_reaches_the_server(
+    raw_server: Start, flavour: str
+) -> None:
+    body = fixture_bytes("sale_approved_swipe.json")
+    server = raw_server(replying(body))
+    calls = Calls(server)
+    assert exchange_as(flavour, server.url, timeout=5.0, on_sent=calls) == body
+    assert calls.requests_seen == [0]
+    assert len(server.requests) == 1
+
+
+@FLAVOURS
+def test_refused_port_is_a_connect_error_and_on_sent_is_not_called(flavour: str) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    calls = Calls()
+    with pytest.raises(ConnectError, match="nothing was sent"):
+        exchange_as(flavour, f"http://127.0.0.1:{port}", timeout=5.0, on_sent=calls)
+    assert calls.count == 0
+
+
+def test_unknown_host_is_a_connect_error_and_on_sent_is_not_called() -> None:
+    calls = Calls()
+    with pytest.raises(ConnectError):
+        exchange_as("sync", "http://no-such-terminal.invalid", timeout=5.0, on_sent=calls)
+    assert calls.count == 0
+
+
+@FLAVOURS
+def test_reply_lost_after_sending_is_a_read_error_and_on_sent_was_called(
+    raw_server: Start, flavour: str
+) -> None:
+    server = raw_server(lambda conn, _req: None)
+    calls = Calls()
+    with pytest.raises(ReadError):
+        exchange_as(flavour, server.url, timeout=5.0, on_sent=calls)
+    assert calls.count == 1
+
+
+@FLAVOURS
+def test_on_sent_raising_stops_the_request_before_any_byte(
+    raw_server: Start, flavour: str
+) -> None:
+    server = raw_server(replying(fixture_bytes("sale_approved_swipe.json")))
+
+    def refuse() -> None:
+        raise RuntimeError("journal is full")
+
+    with pytest.raises(RuntimeError, match="journal is full"):
+        exchange_as(flavour, server.url, timeout=5.0, on_sent=refuse)
+    time.sleep(0.2)  # time enough for a request, had one been sent, to be recorded
+    assert server.requests == []
+
+
+def test_https_without_pin_to_an_untrusted_certificate_sends_nothing(
+    self_signed: tuple[Path, Path],
+) -> None:
+    cert, key = self_signed
+    server = TlsServer(cert, key, fixture_bytes("sale_approved_swipe.json"))
+    calls = Calls()
+    try:
+        with pytest.raises(ConnectError):
+            exchange_as("sync", server.url, timeout=5.0, on_sent=calls)
+        assert calls.count == 0 and server.requests == []
+    finally:
+        server.close()
+
+
+@FLAVOURS
+def test_https_pin_and_on_sent(self_signed: tuple[Path, Path], flavour: str) -> None:
+    cert, key = self_signed
+    server = TlsServer(cert, key, fixture_bytes("sale_approved_swipe.json"))
+    right = certificate_fingerprint(ssl.PEM_cert_to_DER_cert(cert.read_text()))
+    try:
+        wrong_calls = Calls()
+        with pytest.raises(ConnectError, match="does not match the pinned"):
+            exchange_as(flavour, server.url, timeout=5.0, on_sent=wrong_calls,
+                        tls_fingerprint="ab" * 32)
+        assert wrong_calls.count == 0 and server.requests == []
+        right_calls = Calls()
+        exchange_as(flavour, server.url, timeout=5.0, on_sent=right_calls,
+                    tls_fingerprint=right)
+        assert right_calls.count == 1 and len(server.requests) == 1
+    finally:
+        server.close()

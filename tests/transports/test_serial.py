@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from ecrlink import AsyncTerminal, ConfigError, ConnectError, ReadError, ReadTimeout, Terminal
-from ecrlink.transports import SerialTransport, serial_port_from_url
+from ecrlink.transports import AsyncSerialTransport, SerialTransport, serial_port_from_url
 from ecrlink.transports.serial import DEFAULT_INTER_BYTE_TIMEOUT
 from tests.conftest import fixture_bytes
 
@@ -148,6 +148,66 @@ def test_pauses_shorter_than_the_gap_and_a_long_wait_before_the_reply_are_fine(
 def test_bad_inter_byte_timeout(gap: object) -> None:
     with pytest.raises(ConfigError, match="inter_byte_timeout"):
         SerialTransport("serial:/dev/null", inter_byte_timeout=gap)  # type: ignore[arg-type]
+
+
+def test_on_sent_is_called_once_before_the_write(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    raw = fixture_bytes("void_serial.json")
+    term = FakeSerialTerminal([raw])
+    url = started(fake_terminal, term)
+    seen: list[int] = []
+    transport = SerialTransport(url)
+    assert transport.exchange(VOID, timeout=5, on_sent=lambda: seen.append(len(term.received)))
+    assert seen == [0] and term.received == [VOID.encode()]
+    transport.close()
+
+
+def test_missing_device_does_not_call_on_sent() -> None:
+    calls: list[None] = []
+    transport = SerialTransport("serial:///dev/does-not-exist")
+    with pytest.raises(ConnectError):
+        transport.exchange(VOID, timeout=1, on_sent=lambda: calls.append(None))
+    assert calls == []
+
+
+def test_on_sent_raising_writes_nothing(fake_terminal: list[FakeSerialTerminal]) -> None:
+    term = FakeSerialTerminal([])
+    url = started(fake_terminal, term)
+    transport = SerialTransport(url)
+
+    def refuse() -> None:
+        raise RuntimeError("journal is full")
+
+    with pytest.raises(RuntimeError, match="journal is full"):
+        transport.exchange(VOID, timeout=1, on_sent=refuse)
+    time.sleep(0.2)  # the fake terminal ends a request at a 50 ms gap
+    assert term.received == []
+    # Let the fake terminal's thread finish instead of waiting on a closed descriptor.
+    os.write(term._slave, b"x")
+    time.sleep(0.1)
+    transport.close()
+
+
+def test_async_on_sent_runs_on_the_event_loop_thread(
+    fake_terminal: list[FakeSerialTerminal],
+) -> None:
+    raw = fixture_bytes("void_serial.json")
+    term = FakeSerialTerminal([raw])
+    url = started(fake_terminal, term)
+    threads: list[int] = []
+
+    async def run() -> bytes:
+        transport = AsyncSerialTransport(url, inter_byte_timeout=0.5)
+        try:
+            return await transport.exchange(
+                VOID, timeout=5, on_sent=lambda: threads.append(threading.get_ident())
+            )
+        finally:
+            await transport.aclose()
+
+    assert asyncio.run(run()) == raw
+    assert threads == [threading.get_ident()]
 
 
 def test_async_serial(fake_terminal: list[FakeSerialTerminal]) -> None:

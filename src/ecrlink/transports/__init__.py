@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .._exceptions import ConfigError
-from .base import AsyncTransport, Transport
+from .base import AsyncTransport, OnSent, Transport
 from .http import AsyncHttpTransport, HttpTransport, certificate_fingerprint
 from .serial import AsyncSerialTransport, SerialTransport, serial_port_from_url
 
@@ -16,6 +16,7 @@ __all__ = [
     "AsyncSerialTransport",
     "AsyncTransport",
     "HttpTransport",
+    "OnSent",
     "SerialTransport",
     "Transport",
     "certificate_fingerprint",

@@ -7,18 +7,28 @@ web servers expect; replies without ``Content-Length`` (HTTP/1.0, read to close)
 fine. ``https://`` terminals with self-signed certificates are pinned by SHA-256
 fingerprint: the certificate is fetched and checked first, then the real connection
 trusts exactly that certificate, so no request byte reaches an impostor.
+
+``timeout`` bounds the whole exchange, not the gap between two bytes (httpx's read
+timeout), so a terminal or proxy trickling a byte a second cannot hold a sale for
+hours. httpx's ``trace`` extension tells the moment the request starts to leave: the
+caller's ``on_sent`` runs then, the deadline starts then, and whether it has happened
+decides how a failure is named (``ConnectError`` before, ``ReadError`` after).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import socket
 import ssl
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from .._exceptions import (
@@ -34,7 +44,7 @@ from .._exceptions import (
     WriteError,
 )
 from ..protocol import MAX_REPLY_BYTES
-from .base import AsyncTransport, Transport
+from .base import AsyncTransport, OnSent, Transport
 
 __all__ = ["AsyncHttpTransport", "HttpTransport", "certificate_fingerprint"]
 
@@ -44,6 +54,13 @@ _HEADERS = {
     "Connection": "close",
     "User-Agent": "ecrlink",
 }
+
+# httpcore's trace event fired on an established (and, for https, verified)
+# connection just before the request head is written: the last moment at which
+# nothing has reached the terminal.
+_LEAVING = "http11.send_request_headers.started"
+# ... and the one fired when the last byte of the body has arrived.
+_ALL_IN = "http11.receive_response_body.complete"
 
 
 def certificate_fingerprint(der: bytes) -> str:
@@ -58,23 +75,181 @@ def _normalise_fingerprint(text: str) -> str:
     return cleaned
 
 
+# --- whether the request left -----------------------------------------------------------
+
+
+class _Sent:
+    """The caller's ``on_sent``, called at most once, and whether it was."""
+
+    __slots__ = ("_callback", "fired")
+
+    def __init__(self, callback: OnSent | None) -> None:
+        self._callback = callback
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.fired:
+            return
+        # Marked first: if the callback raises, that exception (not a translated
+        # httpx error) reaches the caller, and it must not be called again.
+        self.fired = True
+        if self._callback is not None:
+            self._callback()
+
+
+def _before_sending(url: str, exc: httpx.HTTPError) -> TransportError:
+    """Any failure before the first request byte: nothing reached the terminal."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ConnectTimeout(f"{url}: terminal did not accept the connection in time")
+    return ConnectError(f"{url}: cannot connect to the terminal ({exc}); nothing was sent")
+
+
+def _after_sending(url: str, exc: httpx.HTTPError, timeout: float) -> TransportError:
+    """A failure once the request may have reached the terminal: outcome unknown."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ReadTimeout(f"{url}: no complete reply within {timeout:g} s")
+    if isinstance(exc, httpx.WriteError):
+        return WriteError(f"{url}: sending the request failed ({exc})")
+    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.ConnectError):
+        return ReadError(f"{url}: connection closed without a complete reply ({exc})")
+    return TransportError(f"{url}: {exc}")
+
+
 @contextmanager
-def _translated(url: str) -> Iterator[None]:
-    """Turn httpx's errors into ecrlink's, at this one boundary."""
+def _translated(url: str, sent: _Sent, timeout: float) -> Iterator[None]:
+    """Turn httpx's errors into ecrlink's, at this one boundary, by whether the
+    request had started to leave (not by httpx's class alone: what matters to the
+    caller is whether the terminal can have seen the request)."""
     try:
         yield
-    except httpx.ConnectTimeout as exc:
-        raise ConnectTimeout(f"{url}: terminal did not accept the connection in time") from exc
-    except httpx.ConnectError as exc:
-        raise ConnectError(f"{url}: cannot connect to the terminal ({exc})") from exc
-    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
-        raise ReadTimeout(f"{url}: no complete reply in time") from exc
-    except httpx.WriteError as exc:
-        raise WriteError(f"{url}: sending the request failed ({exc})") from exc
-    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
-        raise ReadError(f"{url}: connection closed without a complete reply ({exc})") from exc
     except httpx.HTTPError as exc:
-        raise TransportError(f"{url}: {exc}") from exc
+        if sent.fired:
+            raise _after_sending(url, exc, timeout) from exc
+        raise _before_sending(url, exc) from exc
+
+
+# --- the deadline of a blocking exchange ------------------------------------------------
+
+
+class _Deadline:
+    """The end of one exchange, set when the request starts to leave."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def start(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def bound(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """``timeout`` shortened to what is left; ``error`` if nothing is."""
+        if self.at is None:
+            return timeout
+        remaining = self.at - time.monotonic()
+        if remaining <= 0:
+            raise error("the exchange's deadline has passed")
+        return remaining if timeout is None else min(timeout, remaining)
+
+
+# The deadline of the exchange running in this thread; the network backend, which
+# httpx gives no per-request context, finds it here.
+_DEADLINE: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "ecrlink_http_deadline", default=None
+)
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write ends at the exchange's deadline,
+    so the deadline holds between chunks and inside each wait for one."""
+
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _BoundedStream(tls, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    """httpcore's blocking sockets, wrapped in ``_BoundedStream``."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        deadline = _DEADLINE.get()
+        return stream if deadline is None else _BoundedStream(stream, deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _bounded_http_transport(pinned: ssl.SSLContext | None) -> httpx.HTTPTransport:
+    """httpx's transport, on a pool that uses ``_BoundedBackend``.
+
+    httpx offers no way to choose the network backend, so the pool it built is
+    replaced by one that has it: no keep-alive (one request per connection), and
+    ``pinned`` or else httpcore's default verification (system CAs and certifi).
+    Checked, so that an httpx which renamed the attribute fails here rather than
+    silently losing the deadline.
+    """
+    transport = httpx.HTTPTransport(trust_env=False)
+    if not isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):
+        raise RuntimeError("ecrlink: unsupported httpx version (no HTTPTransport._pool)")
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=pinned, max_keepalive_connections=0, network_backend=_BoundedBackend()
+    )
+    return transport
+
+
+# --- what came back ---------------------------------------------------------------------
+
+class _Reply:
+    """The status and the body as they arrive, the body up to the reply limit (beyond
+    it, ``ReplyTooLarge``)."""
+
+    __slots__ = ("data", "status")
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> bool:
+        """Take ``chunk``; True once no more is wanted."""
+        self.data += chunk
+        if len(self.data) > MAX_REPLY_BYTES:
+            raise ReplyTooLarge(
+                f"reply exceeds {MAX_REPLY_BYTES} bytes ({len(self.data)} so far)",
+                bytes(self.data[:256]),
+            )
+        return False
 
 
 class _HttpCommon:
@@ -104,8 +279,22 @@ class _HttpCommon:
         """The request target as it goes on the wire."""
         return line.replace(" ", "%20").encode("ascii")
 
-    def timeout(self, read: float) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect_timeout, read=read, write=read, pool=read)
+    def request(
+        self, client: httpx.Client | httpx.AsyncClient, line: str, timeout: float, trace: Any
+    ) -> httpx.Request:
+        """The GET for ``line``; ``trace`` is httpx's trace callback (a coroutine
+        function for the async client)."""
+        target = self.target(line)
+        return client.build_request(
+            "GET", target.decode("ascii"),
+            # httpx's own timeouts stay as outer bounds: connecting has its own, and no
+            # single wait may outlast the whole exchange.
+            timeout=httpx.Timeout(
+                connect=self.connect_timeout, read=timeout, write=timeout, pool=timeout
+            ),
+            # httpx would re-encode the URL; the terminal gets our bytes as they are.
+            extensions={"target": target, "trace": trace},
+        )
 
     def pinned_context(self) -> ssl.SSLContext:
         """Fetch the terminal's certificate, check its fingerprint, trust only it."""
@@ -127,7 +316,10 @@ class _HttpCommon:
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         return context
 
-    def check_status(self, status: int, body: bytes) -> bytes:
+    def check_status(self, reply: _Reply) -> bytes:
+        """The body of a 2xx reply; otherwise the error the status means."""
+        status, body = reply.status, bytes(reply.data)
+        assert status is not None, "check_status before any reply"
         if status == 503:
             raise TerminalBusy(f"{self.base_url}: terminal is busy with another transaction")
         if not 200 <= status < 300:
@@ -135,10 +327,6 @@ class _HttpCommon:
                 f"{self.base_url}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}", body
             )
         return body
-
-
-def _too_large(size: int, head: bytes) -> ReplyTooLarge:
-    return ReplyTooLarge(f"reply exceeds {MAX_REPLY_BYTES} bytes ({size} so far)", head)
 
 
 class HttpTransport(Transport):
@@ -158,41 +346,49 @@ class HttpTransport(Transport):
 
     def _get_client(self) -> httpx.Client:
         if self._client is None:
-            verify: ssl.SSLContext | bool = True
-            if self._common.fingerprint:
-                verify = self._common.pinned_context()
+            pinned = self._common.pinned_context() if self._common.fingerprint else None
             self._client = httpx.Client(
                 base_url=self._common.base_url,
                 headers=_HEADERS,
-                verify=verify,
-                limits=httpx.Limits(max_keepalive_connections=0),
+                transport=_bounded_http_transport(pinned),
                 trust_env=False,
             )
         return self._client
 
-    def exchange(self, line: str, *, timeout: float) -> bytes:
-        common = self._common
+    def exchange(self, line: str, *, timeout: float, on_sent: OnSent | None = None) -> bytes:
+        """Send ``line``, return the raw reply; see ``Transport.exchange``."""
         client = self._get_client()
-        with _translated(common.base_url):
-            target = common.target(line)
-            request = client.build_request(
-                "GET", target.decode("ascii"),
-                timeout=common.timeout(timeout),
-                # httpx would re-encode the URL; the terminal gets our bytes as they are.
-                extensions={"target": target},
-            )
-            response = client.send(request, stream=True)
-            try:
-                body = bytearray()
-                for chunk in response.iter_raw():
-                    body += chunk
-                    if len(body) > MAX_REPLY_BYTES:
-                        raise _too_large(len(body), bytes(body[:256]))
-            finally:
-                response.close()
-        return common.check_status(response.status_code, bytes(body))
+        sent, deadline, reply = _Sent(on_sent), _Deadline(), _Reply()
+
+        def trace(event: str, _info: dict[str, Any]) -> None:
+            if event == _LEAVING:
+                sent.fire()
+                deadline.start(timeout)
+
+        token = _DEADLINE.set(deadline)
+        try:
+            with _translated(self._common.base_url, sent, timeout):
+                request = self._common.request(client, line, timeout, trace)
+                self._send(client, request, reply)
+        finally:
+            _DEADLINE.reset(token)
+        return self._common.check_status(reply)
+
+    @staticmethod
+    def _send(client: httpx.Client, request: httpx.Request, reply: _Reply) -> None:
+        # Every read below, of the head as of the body, ends at the deadline
+        # (_BoundedStream), so a trickle cannot stretch it.
+        response = client.send(request, stream=True)
+        reply.status = response.status_code
+        try:
+            for chunk in response.iter_raw():
+                if reply.add(chunk):
+                    break
+        finally:
+            response.close()
 
     def close(self) -> None:
+        """Close the HTTP client; a later exchange opens a new one."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -227,29 +423,49 @@ class AsyncHttpTransport(AsyncTransport):
             )
         return self._client
 
-    async def exchange(self, line: str, *, timeout: float) -> bytes:
-        common = self._common
+    async def exchange(
+        self, line: str, *, timeout: float, on_sent: OnSent | None = None
+    ) -> bytes:
+        """Send ``line``, return the raw reply; see ``Transport.exchange``."""
         client = await self._get_client()
-        with _translated(common.base_url):
-            target = common.target(line)
-            request = client.build_request(
-                "GET", target.decode("ascii"),
-                timeout=common.timeout(timeout),
-                # httpx would re-encode the URL; the terminal gets our bytes as they are.
-                extensions={"target": target},
-            )
-            response = await client.send(request, stream=True)
-            try:
-                body = bytearray()
-                async for chunk in response.aiter_raw():
-                    body += chunk
-                    if len(body) > MAX_REPLY_BYTES:
-                        raise _too_large(len(body), bytes(body[:256]))
-            finally:
-                await response.aclose()
-        return common.check_status(response.status_code, bytes(body))
+        sent, reply = _Sent(on_sent), _Reply()
+        try:
+            # No deadline while connecting (connect_timeout bounds that): the trace sets
+            # it when the request starts to leave and lifts it once the last byte is in;
+            # in between, reaching it cancels whatever is being awaited.
+            async with asyncio.timeout(None) as scope:
+
+                async def trace(event: str, _info: dict[str, Any]) -> None:
+                    if event == _LEAVING:
+                        sent.fire()
+                        scope.reschedule(asyncio.get_running_loop().time() + timeout)
+                    elif event == _ALL_IN:
+                        scope.reschedule(None)
+
+                with _translated(self._common.base_url, sent, timeout):
+                    request = self._common.request(client, line, timeout, trace)
+                    await self._send(client, request, reply)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # ecrlink's own ConnectTimeout or ReadTimeout
+            raise ReadTimeout(
+                f"{self._common.base_url}: no complete reply within {timeout:g} s"
+            ) from exc
+        return self._common.check_status(reply)
+
+    @staticmethod
+    async def _send(client: httpx.AsyncClient, request: httpx.Request, reply: _Reply) -> None:
+        response = await client.send(request, stream=True)
+        reply.status = response.status_code
+        try:
+            async for chunk in response.aiter_raw():
+                if reply.add(chunk):
+                    break
+        finally:
+            await response.aclose()
 
     async def aclose(self) -> None:
+        """Close the HTTP client; a later exchange opens a new one."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None

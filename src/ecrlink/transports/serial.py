@@ -17,6 +17,7 @@ import contextlib
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,7 +25,7 @@ import serial
 
 from .._exceptions import ConfigError, ConnectError, ReadError, ReadTimeout, WriteError
 from ..protocol import JsonFramer
-from .base import AsyncTransport, Transport
+from .base import AsyncTransport, OnSent, Transport
 
 __all__ = [
     "DEFAULT_BAUDRATE",
@@ -122,25 +123,39 @@ class SerialTransport(Transport):
                 raise ConnectError(f"{self.url}: cannot open the serial port ({exc})") from exc
         return self._serial
 
-    def exchange(self, line: str, *, timeout: float) -> bytes:
+    def exchange(self, line: str, *, timeout: float, on_sent: OnSent | None = None) -> bytes:
+        """Send ``line``, return the raw reply; see ``Transport.exchange``."""
         with self._lock:
             port = self._open()
-            try:
-                # Bytes left over from an exchange that timed out are not our reply.
-                port.reset_input_buffer()
-                port.write(line.encode("ascii"))
-                port.flush()
-            except serial.SerialTimeoutException as exc:
-                self._drop()
-                raise WriteError(f"{self.url}: writing the request timed out") from exc
-            except (serial.SerialException, OSError) as exc:
-                self._drop()
-                raise WriteError(f"{self.url}: writing the request failed ({exc})") from exc
-            return self._read_reply(port, timeout)
+            self._discard_input(port)
+            if on_sent is not None:
+                on_sent()
+            deadline = time.monotonic() + timeout
+            self._write(port, line)
+            return self._read_reply(port, deadline, timeout)
 
-    def _read_reply(self, port: Any, timeout: float) -> bytes:
+    def _discard_input(self, port: Any) -> None:
+        """Drop bytes left over from an exchange that timed out: they are not our reply.
+        Nothing is written yet, so a port failing here is a ``ConnectError``."""
+        try:
+            port.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            self._drop()
+            raise ConnectError(f"{self.url}: serial port failed ({exc}); nothing was sent") from exc
+
+    def _write(self, port: Any, line: str) -> None:
+        try:
+            port.write(line.encode("ascii"))
+            port.flush()
+        except serial.SerialTimeoutException as exc:
+            self._drop()
+            raise WriteError(f"{self.url}: writing the request timed out") from exc
+        except (serial.SerialException, OSError) as exc:
+            self._drop()
+            raise WriteError(f"{self.url}: writing the request failed ({exc})") from exc
+
+    def _read_reply(self, port: Any, deadline: float, timeout: float) -> bytes:
         framer = JsonFramer()
-        deadline = time.monotonic() + timeout
         last_byte_at = time.monotonic()
         while True:
             now = time.monotonic()
@@ -201,8 +216,27 @@ class AsyncSerialTransport(AsyncTransport):
             url, connect_timeout=connect_timeout, inter_byte_timeout=inter_byte_timeout
         )
 
-    async def exchange(self, line: str, *, timeout: float) -> bytes:
-        return await asyncio.to_thread(self._sync.exchange, line, timeout=timeout)
+    async def exchange(
+        self, line: str, *, timeout: float, on_sent: OnSent | None = None
+    ) -> bytes:
+        """Send ``line``, return the raw reply; see ``Transport.exchange``."""
+        hook = None if on_sent is None else _on_loop(asyncio.get_running_loop(), on_sent)
+        return await asyncio.to_thread(self._sync.exchange, line, timeout=timeout, on_sent=hook)
 
     async def aclose(self) -> None:
+        """Close the port (in the worker thread: closing may block)."""
         await asyncio.to_thread(self._sync.close)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, on_sent: OnSent) -> Callable[[], None]:
+    """``on_sent`` run on the event loop's thread, as the HTTP transport runs it, while
+    the worker thread waits: the request must not leave before it has returned, and
+    if it raises, the worker raises it and writes nothing."""
+
+    async def call() -> None:
+        on_sent()
+
+    def hook() -> None:
+        asyncio.run_coroutine_threadsafe(call(), loop).result()
+
+    return hook
