@@ -24,7 +24,9 @@ from ecrlink import (
     Terminal,
     TerminalBusy,
 )
+from ecrlink._exceptions import NotTerminalReply
 from ecrlink.transports import AsyncHttpTransport, HttpTransport, certificate_fingerprint
+from ecrlink.transports.http import _first_line
 from tests.conftest import RawServer, fixture_bytes, http_reply
 
 Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
@@ -38,6 +40,10 @@ def replying(body: bytes, **kw: str) -> Callable[[socket.socket, bytes], None]:
 
 
 LINE = "/ecr?rqt=r1|c1&cmd=sale|1000|||||"
+# The end of an nginx error page.
+PAGE_TAIL = (
+    b"<body>\n<center><h1>Error</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n"
+)
 
 
 def exchange(url: str, timeout: float = 5.0) -> bytes:
@@ -148,11 +154,27 @@ def test_503_means_busy(raw_server: Start) -> None:
     assert len(server.requests) == 1  # refused means nothing charged: no last trans
 
 
-def test_other_http_errors_are_remote_errors(raw_server: Start) -> None:
+def test_400_with_json_is_a_refusal_not_a_remote_error(raw_server: Start) -> None:
+    # A terminal refusing a malformed request has charged nothing either.
     body = b'{"status":"ERROR","message":"bad amount"}'
     server = raw_server(replying(body, status="400 Bad Request"))
-    with pytest.raises(RemoteProtocolError, match="HTTP 400"):
+    with pytest.raises(NotTerminalReply) as info:
         exchange(server.url)
+    assert info.value.status == 400
+    assert info.value.first_line == body.decode()
+    assert str(info.value) == (
+        f"HTTP 400 from {server.url} (not a card terminal): {body.decode()}"
+    )
+
+
+def test_500_stays_a_remote_error_with_one_line_of_the_page(raw_server: Start) -> None:
+    page = b"<html>\n<head><title>500 Internal Server Error</title></head>\n" + PAGE_TAIL
+    server = raw_server(replying(page, status="500 Internal Server Error"))
+    with pytest.raises(RemoteProtocolError) as info:
+        exchange(server.url)
+    assert not isinstance(info.value, NotTerminalReply)
+    assert str(info.value) == f"HTTP 500 from {server.url}: 500 Internal Server Error"
+    assert info.value.raw == page
 
 
 def test_endless_reply_is_cut_at_64k(raw_server: Start) -> None:
@@ -459,6 +481,64 @@ def test_on_sent_raising_stops_the_request_before_any_byte(
         exchange_as(flavour, server.url, timeout=5.0, on_sent=refuse)
     time.sleep(0.2)  # time enough for a request, had one been sent, to be recorded
     assert server.requests == []
+
+
+NGINX_404 = (
+    b"<!DOCTYPE html>\r\n<html>\r\n<head><title>404 Not Found</title>"
+    b"<style>body { font-family: sans-serif }</style></head>\r\n" + PAGE_TAIL
+)
+
+
+@FLAVOURS
+def test_404_page_is_not_the_terminal(raw_server: Start, flavour: str) -> None:
+    server = raw_server(replying(NGINX_404, status="404 Not Found"))
+    calls = Calls()
+    with pytest.raises(NotTerminalReply) as info:
+        exchange_as(flavour, server.url, timeout=5.0, on_sent=calls)
+    assert info.value.status == 404
+    assert info.value.first_line == "404 Not Found"
+    assert str(info.value) == f"HTTP 404 from {server.url} (not a card terminal): 404 Not Found"
+    assert calls.count == 1  # it was sent, yet the status says nothing was charged
+
+
+@FLAVOURS
+def test_error_page_that_never_ends_is_still_not_the_terminal(
+    raw_server: Start, flavour: str
+) -> None:
+    # The status line said it all; a page trickling past the deadline changes nothing.
+    page = b"<html><body><p>Please log in to the guest Wi-Fi</p>" + b" " * 200
+    server = raw_server(trickling(json_head(len(page), "403 Forbidden"), page, every=0.2))
+    started = time.monotonic()
+    with pytest.raises(NotTerminalReply) as info:
+        exchange_as(flavour, server.url, timeout=1.0)
+    assert info.value.status == 403
+    assert time.monotonic() - started < 2.5
+
+
+def test_huge_error_page_is_read_only_in_part(raw_server: Start) -> None:
+    page = b"<h1>Blocked by policy</h1>\n" + b"x" * (200 * 1024)
+    server = raw_server(replying(page, status="451 Unavailable For Legal Reasons"))
+    with pytest.raises(NotTerminalReply) as info:  # not ReplyTooLarge
+        exchange(server.url)
+    assert info.value.first_line == "Blocked by policy"
+
+
+@pytest.mark.parametrize(
+    ("body", "line"),
+    [
+        (b"", ""),
+        (b"\r\n  \n<html>\n<body>\n</body></html>", ""),
+        (b"<html><head><title>Captive &amp; portal</title></head><body>x</body></html>",
+         "Captive & portal x"),
+        (b"<script>\nvar a = '<b>';\n</script>\n<p>Sign\tin</p>", "Sign in"),
+        (b"<!-- a\ncomment -->\n<meta charset=\n'utf-8'>\nH\xc3\xa0 N\xe1\xbb\x99i", "Hà Nội"),
+        (b"<p>cut in the middle of a tag <a href=", "cut in the middle of a tag"),
+        (b"y" * 500, "y" * 117 + "..."),
+    ],
+)
+def test_first_line_of_a_body(body: bytes, line: str) -> None:
+    assert _first_line(body) == line
+    assert len(_first_line(body)) <= 120
 
 
 def test_https_without_pin_to_an_untrusted_certificate_sends_nothing(

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import html
+import re
 import socket
 import ssl
 import time
@@ -35,6 +37,7 @@ from .._exceptions import (
     ConfigError,
     ConnectError,
     ConnectTimeout,
+    NotTerminalReply,
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
@@ -61,6 +64,10 @@ _HEADERS = {
 _LEAVING = "http11.send_request_headers.started"
 # ... and the one fired when the last byte of the body has arrived.
 _ALL_IN = "http11.receive_response_body.complete"
+
+# An error page only decorates a message; a captive portal's page can be large.
+_ERROR_BODY_BYTES = 16 * 1024
+_FIRST_LINE_CHARS = 120
 
 
 def certificate_fingerprint(der: bytes) -> str:
@@ -231,9 +238,29 @@ def _bounded_http_transport(pinned: ssl.SSLContext | None) -> httpx.HTTPTranspor
 
 # --- what came back ---------------------------------------------------------------------
 
+_MARKUP = re.compile(
+    r"<!--.*?(?:-->|\Z)|<(script|style)\b.*?(?:</\1\s*>|\Z)|<[^>]*(?:>|\Z)",
+    re.DOTALL | re.IGNORECASE,
+)
+
+
+def _first_line(body: bytes) -> str:
+    """The first non-empty line of ``body`` as text: tags, scripts and styles removed,
+    entities decoded, whitespace collapsed, at most 120 characters."""
+    text = html.unescape(_MARKUP.sub(" ", body.decode("utf-8", "replace")))
+    for line in text.splitlines():
+        words = " ".join("".join(c if c.isprintable() else " " for c in line).split())
+        if words:
+            if len(words) > _FIRST_LINE_CHARS:
+                words = words[: _FIRST_LINE_CHARS - 3] + "..."
+            return words
+    return ""
+
+
 class _Reply:
-    """The status and the body as they arrive, the body up to the reply limit (beyond
-    it, ``ReplyTooLarge``)."""
+    """The status and the body as they arrive: a terminal's body up to the reply limit
+    (beyond it, ``ReplyTooLarge``), an error page's only as far as its first line can
+    need."""
 
     __slots__ = ("data", "status")
 
@@ -241,9 +268,16 @@ class _Reply:
         self.status: int | None = None
         self.data = bytearray()
 
+    @property
+    def is_error_page(self) -> bool:
+        """A status came and it is not 2xx: the status alone says what answered."""
+        return self.status is not None and not 200 <= self.status < 300
+
     def add(self, chunk: bytes) -> bool:
         """Take ``chunk``; True once no more is wanted."""
         self.data += chunk
+        if self.is_error_page:
+            return len(self.data) >= _ERROR_BODY_BYTES
         if len(self.data) > MAX_REPLY_BYTES:
             raise ReplyTooLarge(
                 f"reply exceeds {MAX_REPLY_BYTES} bytes ({len(self.data)} so far)",
@@ -320,13 +354,15 @@ class _HttpCommon:
         """The body of a 2xx reply; otherwise the error the status means."""
         status, body = reply.status, bytes(reply.data)
         assert status is not None, "check_status before any reply"
+        if 200 <= status < 300:
+            return body
         if status == 503:
             raise TerminalBusy(f"{self.base_url}: terminal is busy with another transaction")
-        if not 200 <= status < 300:
-            raise RemoteProtocolError(
-                f"{self.base_url}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}", body
-            )
-        return body
+        first_line = _first_line(body)
+        if 400 <= status < 500:
+            raise NotTerminalReply(status, self.base_url, first_line)
+        # A 5xx may come from a terminal that failed halfway: the caller keeps it in doubt.
+        raise RemoteProtocolError(f"HTTP {status} from {self.base_url}: {first_line}", body)
 
 
 class HttpTransport(Transport):
@@ -384,6 +420,10 @@ class HttpTransport(Transport):
             for chunk in response.iter_raw():
                 if reply.add(chunk):
                     break
+        except httpx.HTTPError:
+            if not reply.is_error_page:
+                raise
+            # The status already said what answered; the page is only decoration.
         finally:
             response.close()
 
@@ -448,9 +488,10 @@ class AsyncHttpTransport(AsyncTransport):
         except TimeoutError as exc:
             if not scope.expired():
                 raise  # ecrlink's own ConnectTimeout or ReadTimeout
-            raise ReadTimeout(
-                f"{self._common.base_url}: no complete reply within {timeout:g} s"
-            ) from exc
+            if not reply.is_error_page:
+                raise ReadTimeout(
+                    f"{self._common.base_url}: no complete reply within {timeout:g} s"
+                ) from exc
         return self._common.check_status(reply)
 
     @staticmethod
@@ -461,6 +502,10 @@ class AsyncHttpTransport(AsyncTransport):
             async for chunk in response.aiter_raw():
                 if reply.add(chunk):
                     break
+        except httpx.HTTPError:
+            if not reply.is_error_page:
+                raise
+            # The status already said what answered; the page is only decoration.
         finally:
             await response.aclose()
 
