@@ -7,24 +7,10 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypedDict
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class SimulatorProfile(TypedDict):
-    """Simulator behaviours, to pass as ``Simulator(..., **profile)``."""
-
-    firmware: str
-    on_hangup: str
-
-
-# legacy profile: pinned until the client proves approvals without the echo (issue 9)
-LEGACY_PROFILE: SimulatorProfile = {"firmware": "echo", "on_hangup": "cancel"}
-"""The simulator as it was before firmware ``v201`` and ``finish`` on hang-up became
-the defaults: the original requestId echoed inside transInfo, hang-up cancels."""
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from ecrlink import AmountMismatch, ConfigError, FieldError, Terminal
+from ecrlink import ConfigError, FieldError, Outcome, Terminal
+from ecrlink.journal import State
 from tests.conftest import RawServer, http_reply
 
 Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
@@ -37,10 +38,17 @@ def test_generated_request_ids_are_unique_and_short(raw_server: Start) -> None:
     assert all(i is not None and 0 < len(i) <= 20 for i in ids)
 
 
-def test_approved_for_another_amount_is_loud(raw_server: Start) -> None:
+def test_approved_for_another_amount_is_its_own_outcome(raw_server: Start) -> None:
     server = raw_server(echo_sale("50000"))
-    with Terminal(server.url) as pos, pytest.raises(AmountMismatch):
-        pos.sale(5000)
+    with Terminal(server.url) as pos:
+        result = pos.sale(5000)
+    assert result.outcome is Outcome.AMOUNT_MISMATCH and not result.approved
+    assert result.transaction is not None and result.transaction.amount == 50000
+    assert "50000" in result.message("en") and "50000" in result.message("vi")
+    assert pos.journal is not None and result.journal_id is not None
+    entry = pos.journal.get(result.journal_id)
+    assert (entry.state, entry.amount, entry.charged_amount) == (
+        State.AMOUNT_MISMATCH, 5000, 50000)
 
 
 def test_bad_input_raises_before_anything_is_sent(raw_server: Start) -> None:
@@ -59,7 +67,7 @@ def test_transliteration_is_opt_in_per_terminal(raw_server: Start) -> None:
     server = raw_server(echo_sale("5000"))
     with Terminal(server.url, transliterate=True) as pos:
         pos.sale(5000, invoice="Hóa đơn 5")
-    line = server.requests[0].split(b"\r\n")[0]
+    line = server.requests[-1].split(b"\r\n")[0]
     assert line.endswith(b"cmd=sale|5000|||Hoa%20don%205|| HTTP/1.1")
 
 

@@ -6,12 +6,12 @@
 """
 
 from ._exceptions import (
-    AmountMismatch,
     ConfigError,
     ConnectError,
     ConnectTimeout,
     EcrError,
     FieldError,
+    IllegalTransition,
     InDoubtPending,
     InputFileError,
     JournalError,
@@ -34,13 +34,13 @@ from .protocol import Outcome, Result, Status, Transaction, transliterate
 __version__ = "0.1.0"
 
 __all__ = [
-    "AmountMismatch",
     "AsyncTerminal",
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",
     "EcrError",
     "FieldError",
+    "IllegalTransition",
     "InDoubtPending",
     "InputFileError",
     "JournalError",

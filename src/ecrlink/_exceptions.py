@@ -10,8 +10,7 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
     │   └── RemoteProtocolError       the terminal sent something we cannot accept
     │       ├── ReplyTooLarge
     │       ├── RequestIdMismatch     a reply that answers another request
-    │       ├── ConflictingReply      says approved, but its own fields contradict it
-    │       └── AmountMismatch        an approval for another amount than we asked
+    │       └── ConflictingReply      says approved, but its own fields contradict it
     ├── TransportError                the bytes did not make it
     │   ├── ConnectError
     │   ├── ReadError                 connection closed or broken while waiting for the reply
@@ -23,6 +22,7 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
     ├── TerminalBusy                  another transaction holds the terminal
     ├── InDoubtPending                a previous payment on this terminal is still unknown
     ├── JournalError
+    │   └── IllegalTransition         a state change the payment state table does not allow
     ├── ConfigError
     └── ReconcileError
         └── InputFileError            a file we cannot read (names file, row, column)
@@ -37,13 +37,13 @@ answered was not the terminal.
 from __future__ import annotations
 
 __all__ = [
-    "AmountMismatch",
     "ConfigError",
     "ConflictingReply",
     "ConnectError",
     "ConnectTimeout",
     "EcrError",
     "FieldError",
+    "IllegalTransition",
     "InDoubtPending",
     "InputFileError",
     "JournalError",
@@ -120,10 +120,6 @@ class ConflictingReply(RemoteProtocolError):
         self.reasons = reasons
 
 
-class AmountMismatch(RemoteProtocolError):
-    """The terminal approved an amount other than the one requested."""
-
-
 class TransportError(EcrError):
     """The request or the reply did not cross the link."""
 
@@ -184,6 +180,10 @@ class InDoubtPending(EcrError):
 
 class JournalError(EcrError):
     """The journal could not be opened, read or written."""
+
+
+class IllegalTransition(JournalError):
+    """A state change that ``ecrlink.payment.states`` does not allow; nothing was written."""
 
 
 class ConfigError(EcrError):

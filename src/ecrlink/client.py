@@ -7,60 +7,34 @@ unreadable becomes *in doubt* and is resolved at once with ``last trans``; the c
 always gets one answer: approved, declined, canceled, or unknown (never "declined"
 for a timeout).
 
-Both classes share ``_TerminalBase``, which holds every decision and the whole flow of
-a transaction as generators that yield the I/O they need; each class only drives
-them, blocking or with ``await``.
+Every decision lives in ``ecrlink.payment``: the flow of a command is written once
+there, as generators that yield the effects they need (an exchange, a pause, a
+journal call). ``Terminal`` carries them out blocking; ``AsyncTerminal`` with
+``await``, running journal calls and the lock wait in worker threads so that the event
+loop never blocks on SQLite or fsync, and staying cancel-safe: a cancelled call
+releases the lock and leaves its payment written down, in doubt if it may have left.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import secrets
 import threading
 import time
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
-from ._exceptions import (
-    AmountMismatch,
-    ConfigError,
-    ConnectError,
-    ConnectTimeout,
-    EcrError,
-    InDoubtPending,
-    RemoteProtocolError,
-    TerminalBusy,
-    TransportError,
-)
-from .journal import (
-    Entry,
-    Journal,
-    ResolvedBy,
-    State,
-    TerminalLock,
-    Verdict,
-    default_data_dir,
-    judge,
-)
-from .protocol import (
-    LastTrans,
-    Outcome,
-    Request,
-    Result,
-    Sale,
-    Settle,
-    Void,
-    check_answers,
-    check_field,
-    mask_card_numbers,
-    parse_reply,
-)
+from ._exceptions import ConfigError
+from .journal import Journal, TerminalLock, default_data_dir
+from .payment.flow import Exchange, Flow, Flows, Settings, Store
+from .protocol import LastTrans, Request, Result, Sale, Settle, Void, check_field
 from .transports import AsyncTransport, Transport, open_async_transport, open_transport
 
 __all__ = ["AsyncTerminal", "JournalOption", "Terminal"]
@@ -74,28 +48,7 @@ JournalOption = Journal | str | os.PathLike[str] | bool | None
 """``True`` (default): the journal in the user's data directory; a path or a ``Journal``:
 that one; ``False``/``None``: no journal (no recovery across crashes, no guard)."""
 
-# Failures after which the terminal cannot have charged anything.
-_NOT_SENT = (ConnectError, ConnectTimeout, TerminalBusy)
-
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class _Exchange:
-    """A flow's request: send ``line``, give back the raw reply (or throw the error)."""
-
-    line: str
-    timeout: float
-
-
-@dataclass(frozen=True, slots=True)
-class _Pause:
-    """A flow's request: wait ``seconds`` before going on."""
-
-    seconds: float
-
-
-Flow = Generator[_Exchange | _Pause, bytes, T]
 
 
 def _positive_seconds(name: str, value: float) -> float:
@@ -164,6 +117,7 @@ class _TerminalBase:
         lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
         self._lock_dir: Path = lock_dir
         self._ids = _RequestIds()
+        self._flow = self._flows()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} client_id={self.client_id!r}>"
@@ -209,194 +163,16 @@ class _TerminalBase:
     def _lock(self) -> TerminalLock:
         return TerminalLock(self._lock_dir, self.url, wait=self.lock_timeout)
 
-    def _timeout_for(self, request: Request) -> float:
-        # last trans is answered from the terminal's memory; no customer in the loop.
-        return self.status_timeout if isinstance(request, LastTrans) else self.timeout
-
-    # --- the journaled exchange, step by step ------------------------------------------
-
-    def _guard(self, request: Request, force: bool, open_: list[Entry]) -> None:
-        """Refuse a new sale while a payment on this terminal is still in doubt."""
-        if force or not isinstance(request, Sale) or not open_:
-            return
-        ids = tuple(e.id for e in open_)
-        raise InDoubtPending(
-            f"{self.url}: payment(s) {', '.join(map(str, ids))} still in doubt; look at the "
-            "terminal's receipts and resolve them (ecrlink journal resolve) before a new "
-            "sale, or pass force=True",
-            ids,
+    def _flows(self) -> Flows:
+        settings = Settings(
+            terminal=self.url, timeout=self.timeout, status_timeout=self.status_timeout,
+            recovery_timeout=self.recovery_timeout, journaled=self.journal is not None,
         )
+        return Flows(settings, clock=_utc_now, new_last=self._last)
 
-    def _begin(self, request: Request) -> int | None:
-        if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug(">>> %s [pid %d]", request.line(), os.getpid())
-        return self.journal.begin(self.url, request) if self.journal else None
 
-    def _interpret(self, request: Request, raw: bytes) -> Result:
-        if wire_log.isEnabledFor(logging.DEBUG):
-            wire_log.debug("<<< %s", mask_card_numbers(raw)[0].decode("utf-8", "replace"))
-        result = check_answers(parse_reply(raw), request)
-        if result.transaction is not None and result.transaction.card_no_was_unmasked:
-            log.warning(
-                "terminal %s sent an unmasked card number; it was masked (%s)",
-                self.url, result.transaction.card_no,
-            )
-        return result
-
-    def _record(self, entry_id: int | None, result: Result) -> Result:
-        if entry_id is not None and self.journal is not None:
-            self.journal.record_result(entry_id, result)
-            result.journal_id = entry_id
-        return result
-
-    def _on_amount_mismatch(self, entry_id: int | None, exc: AmountMismatch, raw: bytes) -> None:
-        """The card was charged another amount: record the approval, then be loud."""
-        if entry_id is not None and self.journal is not None:
-            result = parse_reply(raw)
-            self.journal.record_result(entry_id, result, note=f"AMOUNT MISMATCH: {exc}")
-        log.error("%s: %s", self.url, exc)
-
-    def _on_failure(self, request: Request, entry_id: int | None, exc: BaseException) -> bool:
-        """Record a failed exchange; True if the outcome must be resolved with last trans."""
-        money = isinstance(request, Sale | Void)
-        if isinstance(exc, _NOT_SENT):
-            state, note = State.FAILED, f"not sent: {exc}"
-        elif isinstance(exc, TransportError | RemoteProtocolError) and isinstance(
-            request, LastTrans
-        ):
-            state, note = State.FAILED, str(exc)
-        elif isinstance(exc, EcrError):
-            state, note = State.IN_DOUBT, str(exc)
-        else:  # Ctrl-C, or a bug: the terminal may still finish the payment
-            state, note = State.IN_DOUBT, f"interrupted ({type(exc).__name__})"
-        if entry_id is not None and self.journal is not None:
-            self.journal.record_failure(entry_id, state, note)
-        return state is State.IN_DOUBT and money and isinstance(exc, EcrError)
-
-    def _previous_approval(self, entry_id: int | None) -> Entry | None:
-        if self.journal is None or entry_id is None:
-            return None
-        return self.journal.last_approved_before(self.url, entry_id)
-
-    def _conclude(
-        self, request_id: str, amount: int | None, command: str, client_id: str,
-        entry_id: int | None, last: Result | None, why: str,
-    ) -> Result:
-        """Turn what last trans said (or that it never answered) into the final result."""
-        if last is None:
-            verdict, reason = Verdict.UNKNOWN, "last trans got no answer"
-        else:
-            judgement = judge(request_id, amount, self._previous_approval(entry_id), last)
-            verdict, reason = judgement.verdict, judgement.reason
-        detail = f"{why}; {reason}"
-        if verdict is Verdict.APPROVED and last is not None:
-            result = replace(
-                last, command=command, request_id=request_id, client_id=client_id,
-                detail=detail, journal_id=entry_id,
-            )
-            if entry_id is not None and self.journal is not None:
-                self.journal.record_result(
-                    entry_id, result, by=ResolvedBy.LAST_TRANS, note=detail
-                )
-            return result
-        if verdict is Verdict.NOT_APPROVED:
-            outcome = Outcome.DECLINED
-            if entry_id is not None and self.journal is not None:
-                self.journal.resolve(
-                    entry_id, State.DECLINED, by=ResolvedBy.LAST_TRANS, note=detail
-                )
-        else:
-            outcome = Outcome.UNKNOWN
-            log.warning("%s: payment %s is in doubt: %s", self.url, request_id, detail)
-        # No reply of its own: status None says the terminal never answered this request.
-        return Result(
-            command=command, status=None, outcome=outcome, request_id=request_id,
-            client_id=client_id, detail=detail, journal_id=entry_id,
-        )
-
-    # --- the flows: the whole transaction logic, written once ------------------------
-    # Each flow is a generator that yields the I/O it needs (an exchange with the
-    # terminal, or a pause) and gets the reply back, or the transport's exception
-    # thrown in. ``Terminal`` and ``AsyncTerminal`` only drive them.
-
-    def _send_flow(self, request: Request, force: bool) -> Flow[Result]:
-        """Under the lock: recover crash leftovers, apply the guard, exchange."""
-        open_ = self._orphans()
-        if open_:
-            yield from self._resolve_flow(patient=False)
-            open_ = self._orphans()
-        self._guard(request, force, open_)
-        return (yield from self._exchange_flow(request))
-
-    def _exchange_flow(self, request: Request) -> Flow[Result]:
-        entry_id = self._begin(request)
-        raw = b""
-        try:
-            raw = yield _Exchange(request.line(), self._timeout_for(request))
-            return self._record(entry_id, self._interpret(request, raw))
-        except AmountMismatch as exc:
-            self._on_amount_mismatch(entry_id, exc, raw)
-            raise
-        except BaseException as exc:
-            if not self._on_failure(request, entry_id, exc):
-                raise
-            why = str(exc)
-        amount = request.amount if isinstance(request, Sale) else None
-        last = yield from self._last_trans_flow(time.monotonic() + self.recovery_timeout)
-        return self._conclude(
-            request.request_id, amount, request.command.value, request.client_id,
-            entry_id, last, why,
-        )
-
-    def _last_trans_flow(self, deadline: float) -> Flow[Result | None]:
-        """``last trans``, retried with backoff while the terminal is busy, until ``deadline``."""
-        delay = 0.1
-        while True:
-            request = self._last()
-            remaining = deadline - time.monotonic()
-            try:
-                raw = yield _Exchange(
-                    request.line(), max(0.05, min(self.status_timeout, remaining))
-                )
-                return self._interpret(request, raw)
-            except (TransportError, RemoteProtocolError, TerminalBusy) as exc:
-                log.info("%s: last trans not answered yet (%s)", self.url, exc)
-            if time.monotonic() + delay >= deadline:
-                return None
-            yield _Pause(delay)
-            delay = min(delay * 2, 2.0)
-
-    def _resolve_flow(self, *, patient: bool) -> Flow[list[Result]]:
-        """Ask ``last trans`` about every unresolved payment on this terminal."""
-        results: list[Result] = []
-        assert self.journal is not None
-        wait = self.recovery_timeout if patient else self.status_timeout
-        for entry in self.journal.unresolved(self.url):
-            last = yield from self._last_trans_flow(time.monotonic() + wait)
-            results.append(self._conclude(
-                entry.request_id, entry.amount, entry.command, entry.client_id, entry.id, last,
-                entry.note or "in doubt",
-            ))
-        return results
-
-    def _recover_flow(self) -> Flow[list[Result]]:
-        """Under the lock: crash leftovers become in doubt, then all are resolved."""
-        self._orphans()
-        return (yield from self._resolve_flow(patient=True))
-
-    def _orphans(self) -> list[Entry]:
-        """Under the lock: crash leftovers become in doubt; return what is unresolved.
-
-        One indexed query in the common case (nothing open): this runs before every
-        command.
-        """
-        if self.journal is None:
-            return []
-        open_ = self.journal.open_entries(self.url)
-        if any(e.state is State.PENDING for e in open_):
-            self.journal.orphans_to_in_doubt(self.url)
-            open_ = self.journal.open_entries(self.url)
-        return [e for e in open_ if e.command in ("sale", "void")]
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class Terminal(_TerminalBase):
@@ -457,20 +233,25 @@ class Terminal(_TerminalBase):
     # --- the I/O paths ---------------------------------------------------------------
 
     def _drive(self, flow: Flow[T]) -> T:
-        """Run a flow: do the exchanges and pauses it asks for, blocking."""
+        """Run a flow: carry out the effects it yields, blocking."""
         try:
             step = next(flow)
             while True:
                 try:
-                    if isinstance(step, _Pause):
-                        time.sleep(step.seconds)
-                        reply = b""
+                    value: Any = None
+                    if isinstance(step, Exchange):
+                        value = self._transport.exchange(
+                            step.line, timeout=step.timeout, on_sent=step.progress.mark_sent
+                        )
+                    elif isinstance(step, Store):
+                        assert self.journal is not None
+                        value = step.call(self.journal)
                     else:
-                        reply = self._transport.exchange(step.line, timeout=step.timeout)
+                        time.sleep(step.seconds)
                 except BaseException as exc:
                     step = flow.throw(exc)
                 else:
-                    step = flow.send(reply)
+                    step = flow.send(value)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -478,7 +259,7 @@ class Terminal(_TerminalBase):
     def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled; see the class."""
         with self._lock():
-            return self._drive(self._send_flow(request, force))
+            return self._drive(self._flow.send(request, force))
 
     def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``.
@@ -489,7 +270,7 @@ class Terminal(_TerminalBase):
         if self.journal is None:
             return []
         with self._lock():
-            return self._drive(self._recover_flow())
+            return self._drive(self._flow.recover())
 
     def sale(
         self,
@@ -567,42 +348,59 @@ class AsyncTerminal(_TerminalBase):
         await self._transport.aclose()
 
     async def _drive(self, flow: Flow[T]) -> T:
-        """Run a flow: do the exchanges and pauses it asks for, awaiting."""
+        """Run a flow: carry out the effects it yields, awaiting."""
         try:
             step = next(flow)
             while True:
                 try:
-                    if isinstance(step, _Pause):
-                        await asyncio.sleep(step.seconds)
-                        reply = b""
+                    value: Any = None
+                    if isinstance(step, Exchange):
+                        value = await self._transport.exchange(
+                            step.line, timeout=step.timeout, on_sent=step.progress.mark_sent
+                        )
+                    elif isinstance(step, Store):
+                        value = await _in_thread(step.call, self.journal)
                     else:
-                        reply = await self._transport.exchange(step.line, timeout=step.timeout)
+                        await asyncio.sleep(step.seconds)
                 except BaseException as exc:
                     step = flow.throw(exc)
                 else:
-                    step = flow.send(reply)
+                    step = flow.send(value)
         except StopIteration as done:
             result: T = done.value
             return result
 
     async def _locked(self, flow: Flow[T]) -> T:
-        # The lock is waited for in a worker thread so the event loop never blocks on it.
+        """Run ``flow`` holding the terminal's lock; cancel-safe.
+
+        The lock is waited for in a worker thread. If the call is cancelled while
+        waiting, the worker is told to stop; had it just got the lock, it is freed.
+        """
         lock = self._lock()
-        await asyncio.to_thread(lock.__enter__)
+        stop = threading.Event()
+        waiting = asyncio.ensure_future(asyncio.to_thread(lock.acquire, stop))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            stop.set()
+            await _until_done(waiting)
+            if not waiting.exception() and waiting.result():
+                lock.release()
+            raise
         try:
             return await self._drive(flow)
         finally:
-            lock.__exit__(None, None, None)
+            lock.release()
 
     async def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled."""
-        return await self._locked(self._send_flow(request, force))
+        return await self._locked(self._flow.send(request, force))
 
     async def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``."""
         if self.journal is None:
             return []
-        return await self._locked(self._recover_flow())
+        return await self._locked(self._flow.recover())
 
     async def sale(
         self,
@@ -631,3 +429,26 @@ class AsyncTerminal(_TerminalBase):
         """The terminal's most recent successful transaction (``last trans``)."""
         return await self.send(self._last(request_id))
 
+
+
+
+async def _in_thread(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a worker thread, carried through to its end even if cancelled.
+
+    A journal write cannot be abandoned half-way: on cancellation the call is still
+    awaited to its end (so the flow knows what was written), then the cancellation
+    goes on.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await _until_done(future)
+        raise
+
+
+async def _until_done(future: asyncio.Future[Any]) -> None:
+    """Wait for ``future`` to finish, through any number of cancellations."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(future)

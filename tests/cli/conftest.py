@@ -16,16 +16,13 @@ from click.testing import CliRunner, Result
 
 from ecrlink.cli import cli
 from ecrlink.simulator import Simulator
-from tests.conftest import LEGACY_PROFILE
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Simulator]:
     """One instant terminal over HTTP and a serial pty, for a whole test module."""
-    # legacy profile: pinned until the client proves approvals without the echo (issue 9)
     with Simulator(
-        http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.5, head_timeout=2.0,
-        **LEGACY_PROFILE,
+        http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.5, head_timeout=2.0
     ) as running:
         yield running
 

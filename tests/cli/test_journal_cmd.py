@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,18 +11,23 @@ import pytest
 from ecrlink import Terminal
 from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.journal import Journal, State, default_journal_path
+from ecrlink.payment import Event, Mark
 from ecrlink.protocol import Sale
 from ecrlink.simulator import Simulator
 
 from .conftest import run
 
 
-def _in_doubt(url: str, amount: int = 42_000, request_id: str = "rq-doubt-1") -> int:
+def _in_doubt(
+    url: str, amount: int = 42_000, request_id: str = "rq-doubt-1", mark: Mark | None = None
+) -> int:
     """A sale journaled as in doubt, as a crash or Ctrl-C leaves it."""
     with Journal(default_journal_path()) as j:
-        entry_id = j.begin(url, Sale.build(amount, request_id=request_id, client_id="ECRLINK",
-                                           invoice="HD0042"))
-        j.record_failure(entry_id, State.IN_DOUBT, "interrupted (KeyboardInterrupt)")
+        entry_id = j.begin(
+            url, Sale.build(amount, request_id=request_id, client_id="ECRLINK", invoice="HD0042"),
+            mark=mark.to_json() if mark else None, mark_at=datetime.now(UTC),
+        )
+        j.record(entry_id, Event.SENT, Event.LOST, note="interrupted (KeyboardInterrupt)")
     return entry_id
 
 
@@ -66,7 +72,7 @@ def test_show(sim: Simulator) -> None:
     assert "HD0042" in r.stdout and "in_doubt" in r.stdout and "journal resolve" in r.stdout
     data = json.loads(run("journal", "show", str(entry_id), "--json").stdout)
     assert data["id"] == entry_id and [h["state"] for h in data["history"]] == [
-        "pending", "in_doubt"
+        "pending", "sent", "in_doubt"
     ]
     missing = run("journal", "show", "999")
     assert missing.exit_code == ExitStatus.JOURNAL_ERROR and "999" in missing.stderr
@@ -95,9 +101,12 @@ def test_resolve_needs_exactly_one_verdict() -> None:
 
 
 def test_recover_asks_the_terminal(sim: Simulator) -> None:
-    # The terminal did approve it (same request id), but our answer was lost.
-    entry_id = _in_doubt(sim.http_url, amount=64_000, request_id="rq-recover-1")
+    # The terminal did approve it, but our answer was lost. The register knew the
+    # terminal's last transaction before sending; last trans (no requestId echo on
+    # this firmware) shows a newer one, of our amount.
     with Terminal(sim.http_url, journal=False) as pos:
+        mark = Mark.from_last_trans(pos.last_transaction())
+        entry_id = _in_doubt(sim.http_url, amount=64_000, request_id="rq-recover-1", mark=mark)
         assert pos.sale(64_000, request_id="rq-recover-1").approved
     r = run("journal", "recover", "--json")
     assert r.exit_code == 0, r.stderr

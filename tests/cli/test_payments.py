@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -78,13 +79,13 @@ def test_no_answer_is_resolved_by_last_trans_as_not_approved(sim: Simulator) -> 
     assert data["outcome"] == "declined" and "no complete reply" in str(data["detail"])
 
 
-def test_no_answer_that_cannot_be_placed_stays_in_doubt(sim: Simulator) -> None:
-    # A fresh journal cannot tell whose approval last trans shows: unknown, exit 3.
-    r = run("sale", "30998", "--timeout", "0.8", "-t", sim.http_url, "--lang", "en")
-    assert r.exit_code == ExitStatus.UNKNOWN
-    assert "OUTCOME UNKNOWN" in r.stdout and "ecrlink journal resolve" in r.stdout
-    [entry] = Journal(default_journal_path()).unresolved()
-    assert entry.state is State.IN_DOUBT
+def test_no_answer_on_a_fresh_journal_is_placed_by_asking_first(sim: Simulator) -> None:
+    # A fresh journal knows no earlier transaction: it asks last trans before sending,
+    # so once the sale's own deadline has passed, an unchanged answer proves "not approved".
+    r = run("sale", "30998", "--json", "--timeout", "0.8", "-t", sim.http_url)
+    assert r.exit_code == ExitStatus.DECLINED
+    assert "from before ours" in str(_json(r.stdout)["detail"])
+    assert Journal(default_journal_path()).unresolved() == []
 
 
 def test_decline_in_vietnamese_says_why_and_what_to_do(sim: Simulator) -> None:
@@ -153,13 +154,47 @@ def test_unreachable_terminal() -> None:
     assert "unreachable" in r.stderr.lower()
 
 
+def ctrl_c_at_the_card_reader(real: Callable[..., bytes]) -> Callable[..., bytes]:
+    """An exchange that sends a sale and is interrupted while the customer is paying."""
+
+    def exchange(self: object, line: str, *, timeout: float,
+                 on_sent: Callable[[], None] | None = None) -> bytes:
+        if "cmd=sale" not in line:
+            return real(self, line, timeout=timeout, on_sent=on_sent)
+        if on_sent is not None:
+            on_sent()
+        raise KeyboardInterrupt
+
+    return exchange
+
+
+def test_ctrl_c_before_the_request_left_is_failed_not_in_doubt(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ecrlink.transports.http import HttpTransport
+
+    real = HttpTransport.exchange
+
+    def connecting(self: object, line: str, *, timeout: float,
+                   on_sent: Callable[[], None] | None = None) -> bytes:
+        if "cmd=sale" in line:
+            raise KeyboardInterrupt  # still connecting: on_sent never called
+        return real(self, line, timeout=timeout, on_sent=on_sent)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(HttpTransport, "exchange", connecting)
+    r = run("sale", "1000", "-t", sim.http_url)
+    assert r.exit_code == ExitStatus.INTERRUPTED
+    [entry] = Journal(default_journal_path()).entries(commands=["sale"])
+    assert entry.state is State.FAILED and "not sent" in (entry.note or "")
+    assert sim.ledger.find(entry.request_id) == []
+
+
 def test_in_doubt_payment_blocks_the_next_sale_until_forced(
     sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ecrlink.transports.http import HttpTransport
 
-    def interrupted(*args: object, **kwargs: object) -> bytes:
-        raise KeyboardInterrupt
+    interrupted = ctrl_c_at_the_card_reader(HttpTransport.exchange)
 
     with monkeypatch.context() as m:
         m.setattr(HttpTransport, "exchange", interrupted)
@@ -181,8 +216,7 @@ def test_interrupt_message_in_vietnamese(
 ) -> None:
     from ecrlink.transports.http import HttpTransport
 
-    def interrupted(*args: object, **kwargs: object) -> bytes:
-        raise KeyboardInterrupt
+    interrupted = ctrl_c_at_the_card_reader(HttpTransport.exchange)
 
     monkeypatch.setattr(HttpTransport, "exchange", interrupted)
     r = run("sale", "1000", "-t", sim.http_url, "--lang", "vi")

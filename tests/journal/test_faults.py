@@ -13,14 +13,14 @@ import pytest
 from ecrlink import AsyncTerminal, InDoubtPending, Outcome, Terminal
 from ecrlink.journal import Journal, ResolvedBy, State
 from ecrlink.simulator import RecordStatus, Simulator
-from tests.conftest import LEGACY_PROFILE, RawServer
+from tests.conftest import RawServer
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[Simulator]:
-    # legacy profile: pinned until the client proves approvals without the echo (issue 9)
+@pytest.fixture(scope="module", params=["v201", "echo"])
+def sim(request: pytest.FixtureRequest) -> Iterator[Simulator]:
+    """The documented firmware (no requestId echo in last trans), and the later one."""
     with Simulator(
-        http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.4, **LEGACY_PROFILE
+        http=("127.0.0.1", 0), serial=True, no_answer_timeout=0.4, firmware=request.param
     ) as simulator:
         yield simulator
 
@@ -62,7 +62,7 @@ def test_lost_or_truncated_reply_resolves_approved(
 def test_no_answer_resolves_not_approved(pos: Terminal, sim: Simulator) -> None:
     result = pos.sale(25_998)
     assert result.outcome is Outcome.DECLINED, result.detail
-    assert "previous approval" in (result.detail or "")
+    assert "from before ours" in (result.detail or "")
     assert entry_of(pos, result.journal_id) == (State.DECLINED, ResolvedBy.LAST_TRANS)
     assert ledger_status(sim, result.request_id) is RecordStatus.NEVER_ANSWERED
 

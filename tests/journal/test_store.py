@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ecrlink import JournalError
+from ecrlink import IllegalTransition, JournalError
 from ecrlink.journal import SCHEMA_VERSION, Journal, ResolvedBy, State
+from ecrlink.journal.store import _MIGRATIONS
+from ecrlink.payment import Event
 from ecrlink.protocol import LastTrans, Sale, Void, parse_reply
 from tests.conftest import fixture_bytes
 
@@ -47,7 +49,10 @@ def test_pending_is_durable_before_anything_else(journal: Journal) -> None:
 
 def test_result_fields_are_recorded(journal: Journal) -> None:
     entry_id = journal.begin("http://t", SALE)
-    state = journal.record_result(entry_id, parse_reply(fixture_bytes("sale_approved_swipe.json")))
+    state = journal.record(
+        entry_id, Event.SENT, Event.REPLY_APPROVED, by=ResolvedBy.REPLY, charged_amount=123456,
+        result=parse_reply(fixture_bytes("sale_approved_swipe.json")),
+    )
     entry = journal.get(entry_id)
     assert state is State.APPROVED and entry.state is State.APPROVED
     assert entry.resolved_by is ResolvedBy.REPLY
@@ -58,7 +63,8 @@ def test_result_fields_are_recorded(journal: Journal) -> None:
     )
     assert entry.trans_time is not None and entry.trans_time.year == 2015
     assert entry.raw_reply == fixture_bytes("sale_approved_swipe.json")
-    assert [h["state"] for h in journal.history(entry_id)] == ["pending", "approved"]
+    assert entry.charged_amount == 123456
+    assert [h["state"] for h in journal.history(entry_id)] == ["pending", "sent", "approved"]
 
 
 def test_unmasked_card_is_masked_before_storage(
@@ -69,7 +75,7 @@ def test_unmasked_card_is_masked_before_storage(
     )
     entry_id = journal.begin("http://t", SALE)
     with caplog.at_level(logging.WARNING, logger="ecrlink.journal"):
-        journal.record_result(entry_id, parse_reply(raw))
+        journal.record(entry_id, Event.SENT, Event.REPLY_APPROVED, result=parse_reply(raw))
     entry = journal.get(entry_id)
     assert entry.card_no == "9704 36XX XXXX 6163"
     assert entry.raw_reply is not None and b"3612 3456" not in entry.raw_reply
@@ -84,7 +90,7 @@ def test_void_keeps_the_receipt_it_cancels(journal: Journal) -> None:
 
 def test_cashier_resolution_records_who_and_when(journal: Journal) -> None:
     entry_id = journal.begin("http://t", SALE)
-    journal.record_failure(entry_id, State.IN_DOUBT, "no reply")
+    journal.record(entry_id, Event.SENT, Event.LOST, note="no reply")
     entry = journal.resolve(
         entry_id, State.APPROVED, by=ResolvedBy.CASHIER, who="thu.ngan", note="receipt seen",
         receipt_no="000042",
@@ -115,7 +121,7 @@ def test_orphans_become_in_doubt_per_terminal(journal: Journal) -> None:
 def test_reader_filters(journal: Journal) -> None:
     ids = [journal.begin(t, SALE) for t in ("http://a", "http://a", "http://b")]
     journal.begin("http://a", LastTrans(request_id="x", client_id="c"))
-    journal.record_failure(ids[1], State.FAILED, "refused")
+    journal.record(ids[1], Event.SENT, Event.REFUSED, note="refused")
     assert [e.id for e in journal.entries(terminal="http://a", commands=["sale"])] == ids[:2]
     assert [e.id for e in journal.entries(states=[State.FAILED])] == [ids[1]]
     now = datetime.now(UTC)
@@ -138,3 +144,45 @@ def test_unopenable_journal_is_a_journal_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(JournalError, match="cannot open"):
         Journal(tmp_path / "file" / "journal.sqlite3")
+
+
+def test_the_journal_refuses_a_change_the_state_table_does_not_allow(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    journal.record(entry_id, Event.SENT, Event.REPLY_DECLINED)
+    before = (journal.get(entry_id), journal.history(entry_id))
+    for events in ([Event.LOST], [Event.PROVEN_APPROVED], [Event.REPLY_APPROVED]):
+        with pytest.raises(IllegalTransition, match="declined"):
+            journal.record(entry_id, *events)
+    assert (journal.get(entry_id), journal.history(entry_id)) == before
+    # a path that is illegal half-way is refused whole
+    other = journal.begin("http://t", SALE)
+    with pytest.raises(IllegalTransition):
+        journal.record(other, Event.NOT_SENT, Event.REPLY_APPROVED)
+    assert journal.get(other).state is State.PENDING
+
+
+def test_terminal_profile_is_learned_in_the_same_commit(journal: Journal) -> None:
+    assert journal.profile("http://t").mark_valid is False
+    entry_id = journal.begin("http://t", SALE)
+    journal.record(entry_id, Event.SENT, Event.REPLY_APPROVED,
+                   learned={"mark": "{}", "mark_valid": 1, "echoes": 0, "tid": "31002095",
+                            "mark_at": datetime.now(UTC)})
+    profile = journal.profile("http://t")
+    assert (profile.mark_valid, profile.echoes, profile.tid) == (True, False, "31002095")
+    journal.begin("http://t", SALE)  # an answer not known yet: the mark is not either
+    assert journal.profile("http://t").mark_valid is False
+
+
+def test_schema_1_journal_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
+               "created_at, updated_at) VALUES ('http://t', 'sale', 'in_doubt', 'r', 'c', 5, "
+               "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')")
+    db.commit()
+    db.close()
+    with Journal(path) as journal:
+        [entry] = journal.unresolved()
+        assert entry.mark_before is None and entry.charged_amount is None
+        journal.resolve(entry.id, State.DECLINED, by=ResolvedBy.CASHIER)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecrlink import AmountMismatch, RemoteProtocolError, ReplyTooLarge, RequestIdMismatch
+from ecrlink import RemoteProtocolError, ReplyTooLarge, RequestIdMismatch
 from ecrlink.protocol import (
     LastTrans,
     Outcome,
@@ -132,8 +132,10 @@ def test_reply_for_another_command_is_refused() -> None:
 def test_approved_amount_must_equal_requested() -> None:
     result = parse_reply(fixture_bytes("sale_approved_swipe.json"))
     wrong = Sale.build(123457, request_id="Request:001", client_id="UserName:Manh123")
-    with pytest.raises(AmountMismatch, match="approved 123456 VND but 123457"):
-        check_answers(result, wrong)
+    checked = check_answers(result, wrong)
+    assert checked.outcome is Outcome.AMOUNT_MISMATCH and not checked.approved
+    assert checked.transaction is not None and checked.transaction.amount == 123456
+    assert checked.detail == "terminal approved 123456 VND but 123457 VND was requested"
 
 
 def test_declined_reply_for_other_amount_is_not_a_mismatch() -> None:

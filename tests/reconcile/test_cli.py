@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from ecrlink.cli import cli
 from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.journal import Journal, ResolvedBy, State
+from ecrlink.payment import Event
 from ecrlink.protocol import Sale, parse_reply
 from tests.conftest import fixture_bytes
 
@@ -117,7 +118,7 @@ def test_journal_in_doubt_resolved_and_recorded(files: dict[str, Path]) -> None:
     journal = Journal(path)
     sale = Sale.build(85_000, request_id="r1", client_id="c", invoice="HD2")
     entry_id = journal.begin("http://pos", sale)
-    journal.record_failure(entry_id, State.IN_DOUBT, "no reply")
+    journal.record(entry_id, Event.SENT, Event.LOST, note="no reply")
     result = _run("--bank", str(files["bank"]), "--journal", str(path), "--json")
     doc = json.loads(result.output)
     assert doc["resolved"] == [entry_id]
@@ -134,7 +135,7 @@ def test_summary_counts_in_doubt_and_resolved(files: dict[str, Path]) -> None:
     journal = Journal(path)
     for n, (amount, invoice) in enumerate([(85_000, "HD2"), (40_000, "HD3")]):
         sale = Sale.build(amount, request_id=f"r{n}", client_id="c", invoice=invoice)
-        journal.record_failure(journal.begin("http://pos", sale), State.IN_DOUBT, "no reply")
+        journal.record(journal.begin("http://pos", sale), Event.SENT, Event.LOST, note="no reply")
     result = _run("--bank", str(files["bank"]), "--journal", str(path))
     assert result.exit_code == ExitStatus.DISCREPANCIES
     assert "1 payment(s) still in doubt" in result.output  # HD3: not on the statement
@@ -168,8 +169,8 @@ def test_default_journal_lends_card_data_to_invoices(
     journal = Journal()
     sale = Sale.build(123_456, request_id="Request:001", client_id="UserName:Manh123",
                       invoice="HD9")
-    journal.record_result(journal.begin("http://pos", sale),
-                          parse_reply(fixture_bytes("sale_approved_swipe.json")))
+    journal.record(journal.begin("http://pos", sale), Event.SENT, Event.REPLY_APPROVED,
+                   result=parse_reply(fixture_bytes("sale_approved_swipe.json")))
     doc = json.loads(_run(*args).output)
     assert doc["summary"]["matched"]["count"] == 1
     assert doc["rows"][0]["key"] == "card_approval"

@@ -65,7 +65,7 @@ def test_wire_request_line_is_the_spec_line(raw_server: Start) -> None:
     with Terminal(server.url, client_id="UserName:Manh123") as pos:
         result = pos.sale(123456, fields=["1", "2", "3", "4", "5"], request_id="Request:001")
     assert result.approved
-    head = server.requests[0]
+    head = server.requests[-1]
     assert request_line(head) == (
         b"GET /ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5 HTTP/1.1"
     )
@@ -78,7 +78,7 @@ def test_last_trans_space_goes_as_percent_20(raw_server: Start) -> None:
     with Terminal(server.url, client_id="Manh123") as pos:
         result = pos.last_transaction(request_id="Request:001")
     assert result.command == "last trans" and result.approved
-    assert request_line(server.requests[0]) == (
+    assert request_line(server.requests[-1]) == (
         b"GET /ecr?rqt=Request:001|Manh123&cmd=last%20trans HTTP/1.1"
     )
 
@@ -87,11 +87,11 @@ def test_void_and_settle_lines(raw_server: Start) -> None:
     server = raw_server(replying(fixture_bytes("void_serial.json")))
     with Terminal(server.url, client_id="456") as pos:
         assert pos.void(61, request_id="123").approved
-    assert request_line(server.requests[0]) == b"GET /ecr?rqt=123|456&cmd=void|61 HTTP/1.1"
+    assert request_line(server.requests[-1]) == b"GET /ecr?rqt=123|456&cmd=void|61 HTTP/1.1"
     server = raw_server(replying(fixture_bytes("settle_serial.json")))
     with Terminal(server.url, client_id="456") as pos:
         assert pos.settle(request_id="123").approved
-    assert request_line(server.requests[0]) == b"GET /ecr?rqt=123|456&cmd=settle|YES HTTP/1.1"
+    assert request_line(server.requests[-1]) == b"GET /ecr?rqt=123|456&cmd=settle|YES HTTP/1.1"
 
 
 def test_http10_reply_without_content_length_read_to_close(raw_server: Start) -> None:
@@ -151,7 +151,12 @@ def test_503_means_busy(raw_server: Start) -> None:
     server = raw_server(replying(b'{"status":"BUSY"}', status="503 Service Unavailable"))
     with Terminal(server.url) as pos, pytest.raises(TerminalBusy):
         pos.sale(1000)
-    assert len(server.requests) == 1  # refused means nothing charged: no last trans
+    # busy at the last trans asked before sending: the sale was never sent, and a
+    # refusal charges nothing, so no recovery either
+    assert len(server.requests) == 1 and b"last%20trans" in server.requests[0]
+    with Terminal(server.url, journal=False) as pos, pytest.raises(TerminalBusy):
+        pos.sale(1000)
+    assert len(server.requests) == 2 and b"cmd=sale" in server.requests[1]
 
 
 def test_400_with_json_is_a_refusal_not_a_remote_error(raw_server: Start) -> None:
@@ -205,7 +210,7 @@ def test_async_terminal_same_wire(raw_server: Start) -> None:
             return result.approved
 
     assert asyncio.run(run())
-    assert request_line(server.requests[0]).startswith(
+    assert request_line(server.requests[-1]).startswith(
         b"GET /ecr?rqt=Request:001|UserName:Manh123&cmd=sale|123456|1|2|3|4|5 "
     )
 
@@ -289,7 +294,8 @@ def test_https_pinned_fingerprint_accepts_the_right_certificate(
     server = TlsServer(cert, key, fixture_bytes("sale_approved_swipe.json"))
     fingerprint = certificate_fingerprint(ssl.PEM_cert_to_DER_cert(cert.read_text()))
     try:
-        with Terminal(server.url, client_id="UserName:Manh123", tls_fingerprint=fingerprint) as p:
+        with Terminal(server.url, client_id="UserName:Manh123", tls_fingerprint=fingerprint,
+                      journal=False) as p:
             assert p.sale(123456, request_id="Request:001").approved
         assert len(server.requests) == 1
     finally:

@@ -82,7 +82,7 @@ def test_reply_in_chunks_returns_right_after_the_last_byte(
     term = FakeSerialTerminal(split(raw, 5), pause=0.05)
     term.start()
     fake_terminal.append(term)
-    with Terminal(f"serial://{term.path}", client_id="UserName:Manh123") as pos:
+    with Terminal(f"serial://{term.path}", client_id="UserName:Manh123", journal=False) as pos:
         result = pos.sale(2000, fields="12345", request_id="Request:001")
         returned_at = time.monotonic()
     assert result.approved and result.raw == raw

@@ -158,10 +158,9 @@ def run_demo(session: Session) -> list[DemoStep]:
         base = Path(tmp)
         # Serial needs a pty; where there is none (Windows) both clients use HTTP.
         serial: bool = os.name == "posix"
-        # legacy profile: pinned until the client proves approvals without the echo (issue 9)
         with Simulator(
             http=("127.0.0.1", 0), serial=serial or None, card_delay=0.3,
-            no_answer_timeout=0.5, head_timeout=2.0, firmware="echo", on_hangup="cancel",
+            no_answer_timeout=0.5, head_timeout=2.0,
         ) as sim, Journal(base / "journal.sqlite3") as journal:
             serial_url = sim.serial_url if serial else sim.http_url
             if not quiet:

@@ -1,8 +1,7 @@
 """The journal: every command written down before it is sent, and what became of it."""
 
 from .lock import TerminalLock
-from .records import FINAL_STATES, Entry, ResolvedBy, State
-from .recovery import Judgement, Verdict, judge, same_transaction
+from .records import FINAL_STATES, Entry, ResolvedBy, State, TerminalProfile
 from .store import SCHEMA_VERSION, Journal, default_data_dir, default_journal_path
 
 __all__ = [
@@ -10,13 +9,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "Entry",
     "Journal",
-    "Judgement",
     "ResolvedBy",
     "State",
     "TerminalLock",
-    "Verdict",
+    "TerminalProfile",
     "default_data_dir",
     "default_journal_path",
-    "judge",
-    "same_transaction",
 ]

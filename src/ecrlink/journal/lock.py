@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -53,7 +54,12 @@ class TerminalLock:
         self.wait = wait
         self._fd: int | None = None
 
-    def __enter__(self) -> TerminalLock:
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Take the lock, waiting up to ``wait`` seconds (then ``TerminalBusy``).
+
+        Returns False, without the lock, if ``stop`` is set while waiting (an asyncio
+        caller that was cancelled).
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -62,6 +68,9 @@ class TerminalLock:
         deadline = time.monotonic() + self.wait
         delay = 0.005
         while not _try_lock(fd):
+            if stop is not None and stop.is_set():
+                os.close(fd)
+                return False
             if time.monotonic() >= deadline:
                 os.close(fd)
                 raise TerminalBusy(
@@ -71,12 +80,20 @@ class TerminalLock:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
         self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (closing the file releases it); harmless if not held."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> TerminalLock:
+        self.acquire()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the file releases the lock
-            self._fd = None
+        self.release()

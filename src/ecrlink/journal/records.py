@@ -6,26 +6,10 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..payment.states import FINAL_STATES, State
 from ..protocol import INVOICE_FIELD, REFERENCE_FIELD, card_last4
 
-__all__ = ["FINAL_STATES", "Entry", "ResolvedBy", "State"]
-
-
-class State(enum.StrEnum):
-    """Where a journaled command stands."""
-
-    PENDING = "pending"
-    """Written down, maybe sent; no answer recorded yet (a crash leaves these)."""
-    APPROVED = "approved"
-    DECLINED = "declined"
-    CANCELED = "canceled"
-    IN_DOUBT = "in_doubt"
-    """May have reached the terminal, no valid answer: nobody knows yet."""
-    FAILED = "failed"
-    """Failed before sending: the terminal never saw it (nothing charged)."""
-
-
-FINAL_STATES = frozenset({State.APPROVED, State.DECLINED, State.CANCELED, State.FAILED})
+__all__ = ["FINAL_STATES", "Entry", "ResolvedBy", "State", "TerminalProfile"]
 
 
 class ResolvedBy(enum.StrEnum):
@@ -68,6 +52,13 @@ class Entry:
     resolved_who: str | None = None
     note: str | None = None
     raw_reply: bytes | None = None
+    charged_amount: int | None = None
+    """What the terminal charged (approved or amount_mismatch), next to ``amount`` asked."""
+    mark_before: str | None = None
+    """The terminal's high-water mark known before sending (JSON), for recovery."""
+    mark_at: datetime | None = None
+    deadline: datetime | None = None
+    """When the terminal can no longer be in this transaction."""
 
     @property
     def invoice(self) -> str:
@@ -83,3 +74,21 @@ class Entry:
     def card_last4(self) -> str | None:
         """Last four digits of the card."""
         return card_last4(self.card_no)
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalProfile:
+    """What the journal has learned about one terminal from its replies."""
+
+    terminal: str
+    mark: str | None = None
+    """The latest successful transaction's mark (JSON, ``ecrlink.payment.proof.Mark``)."""
+    mark_at: datetime | None = None
+    mark_valid: bool = False
+    """False while a command whose outcome is unknown may have moved the mark."""
+    echoes: bool | None = None
+    """Whether the terminal repeats requestIds inside transInfo (None: not seen yet)."""
+    clock_offset: float | None = None
+    """Terminal clock minus ours, in seconds."""
+    tid: str | None = None
+    pos_serial: str | None = None

@@ -16,26 +16,30 @@ masked again here before they touch the disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from .._exceptions import JournalError
-from ..protocol import Outcome, Request, Result, Sale, Void, mask_card_numbers
-from .records import Entry, ResolvedBy, State
+from .._exceptions import IllegalTransition, JournalError
+from ..payment.states import OPEN_STATES, Event, State, next_state
+from ..protocol import Request, Result, Sale, Void, mask_card_numbers
+from .records import Entry, ResolvedBy, TerminalProfile
 
 __all__ = ["SCHEMA_VERSION", "Journal", "default_data_dir", "default_journal_path"]
 
+T = TypeVar("T")
+
 log = logging.getLogger("ecrlink.journal")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
 _MIGRATIONS: list[str] = [
@@ -82,25 +86,37 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX history_entry ON history (entry_id);
     """,
+    # 2: what the terminal really charged, and what the client knew when it sent
+    # (the terminal's high-water mark, the deadline); what it learned per terminal.
+    """
+    ALTER TABLE entries ADD COLUMN charged_amount INTEGER;
+    ALTER TABLE entries ADD COLUMN mark_before TEXT;
+    ALTER TABLE entries ADD COLUMN mark_at TEXT;
+    ALTER TABLE entries ADD COLUMN deadline TEXT;
+    CREATE TABLE terminals (
+        terminal      TEXT PRIMARY KEY,
+        mark          TEXT,
+        mark_at       TEXT,
+        mark_valid    INTEGER NOT NULL DEFAULT 0,
+        echoes        INTEGER,
+        clock_offset  REAL,
+        tid           TEXT,
+        pos_serial    TEXT,
+        updated_at    TEXT NOT NULL
+    );
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 _COLUMNS = (
     "id, terminal, command, state, request_id, client_id, amount, f1, f2, f3, f4, f5, "
     "created_at, updated_at, receipt_no, void_of, approval_code, ref_no, card_no, tid, mid, "
-    "batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw_reply"
+    "batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw_reply, "
+    "charged_amount, mark_before, mark_at, deadline"
 )
-
-_STATE_OF_OUTCOME = {
-    Outcome.APPROVED: State.APPROVED,
-    Outcome.DECLINED: State.DECLINED,
-    Outcome.CANCELED: State.CANCELED,
-    Outcome.UNKNOWN: State.IN_DOUBT,
-}
-
-
-# Commands whose lost answer recovery can ask the terminal for again (``last trans``).
-_ASKABLE = frozenset({"sale", "void"})
+_OPEN = ",".join(f"'{s.value}'" for s in sorted(OPEN_STATES))
+_PROFILE_COLUMNS = ("mark", "mark_at", "mark_valid", "echoes", "clock_offset", "tid",
+                    "pos_serial")
 
 
 def default_data_dir() -> Path:
@@ -128,6 +144,27 @@ def _now() -> str:
 
 def _parse_time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
+
+
+def _upsert_profile(
+    db: sqlite3.Connection, terminal: str, at: str, values: Mapping[str, Any]
+) -> None:
+    """Create or update ``terminal``'s row in ``terminals`` with ``values``."""
+    unknown = set(values) - set(_PROFILE_COLUMNS)
+    if unknown:
+        raise JournalError(f"unknown terminal profile field(s): {', '.join(sorted(unknown))}")
+    columns = list(values)
+    params = [_iso(v) if isinstance(v, datetime) else v for v in values.values()]
+    db.execute(
+        f"INSERT INTO terminals (terminal, updated_at{''.join(', ' + c for c in columns)}) "
+        f"VALUES (?, ?{', ?' * len(columns)}) ON CONFLICT (terminal) DO UPDATE SET "
+        f"updated_at = excluded.updated_at{''.join(f', {c} = excluded.{c}' for c in columns)}",
+        (terminal, at, *params),
+    )
 
 
 class Journal:
@@ -181,47 +218,40 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _write(
-        self, statements: Iterable[tuple[str, tuple[Any, ...]]], *, fsync: bool = True
-    ) -> int | None:
-        """Run ``statements`` in one transaction; return the first lastrowid.
+    def _write(self, body: Callable[[sqlite3.Connection], T], *, fsync: bool = True) -> T:
+        """Run ``body`` in one write transaction and commit; return what it returned.
 
         With ``fsync`` the commit waits for the disk; without, it is in the WAL (safe
-        from a process crash) and reaches the disk with the next fsynced commit.
+        from a process crash) and reaches the disk with the next fsynced commit. If
+        ``body`` raises, nothing is written.
         """
         with self._lock:
             try:
                 if not fsync:
                     self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
-                first: int | None = None
                 try:
-                    for sql, params in statements:
-                        cursor = self._db.execute(sql, params)
-                        if first is None:
-                            first = cursor.lastrowid
+                    done = body(self._db)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    # A failed COMMIT (disk full) may have ended the transaction already;
+                    # the error to report is the first one, not "no transaction is active".
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                     raise
                 finally:
                     if not fsync:
                         self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {self.path}: write failed ({exc})") from exc
-            return first
+            return done
 
+    @staticmethod
     def _history(
-        self, entry_id: int | None, state: State, at: str, by: str | None = None,
+        db: sqlite3.Connection, entry_id: int, state: State, at: str, by: str | None = None,
         who: str | None = None, note: str | None = None,
-    ) -> tuple[str, tuple[Any, ...]]:
-        if entry_id is None:
-            return (
-                "INSERT INTO history (entry_id, at, state, by, who, note) "
-                "VALUES (last_insert_rowid(), ?, ?, ?, ?, ?)",
-                (at, state.value, by, who, note),
-            )
-        return (
+    ) -> None:
+        db.execute(
             "INSERT INTO history (entry_id, at, state, by, who, note) VALUES (?, ?, ?, ?, ?, ?)",
             (entry_id, at, state.value, by, who, note),
         )
@@ -242,74 +272,128 @@ class Journal:
 
     # --- writer: the client's hooks -------------------------------------------------
 
-    def begin(self, terminal: str, request: Request) -> int:
-        """Record ``request`` as pending, durably. Call before sending its first byte."""
+    def begin(
+        self,
+        terminal: str,
+        request: Request,
+        *,
+        mark: str | None = None,
+        mark_at: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> int:
+        """Record ``request`` as pending, durably. Call before sending its first byte.
+
+        ``mark`` is the terminal's high-water mark known before sending (JSON, see
+        ``ecrlink.payment.proof.Mark``) and ``deadline`` when the terminal can no
+        longer be in this transaction: recovery needs both, even after a crash.
+        """
         at = _now()
         amount = request.amount if isinstance(request, Sale) else None
         fields = request.fields if isinstance(request, Sale) else ("", "", "", "", "")
         void_of = request.receipt_no if isinstance(request, Void) else None
-        entry_id = self._write([
-            (
-                "INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
-                "f1, f2, f3, f4, f5, created_at, updated_at, void_of) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (terminal, request.command.value, State.PENDING.value, request.request_id,
-                 request.client_id, amount, *fields, at, at, void_of),
-            ),
-            self._history(None, State.PENDING, at),
-        ])
-        assert entry_id is not None
-        return entry_id
 
-    def record_result(
+        def insert(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
+                "f1, f2, f3, f4, f5, created_at, updated_at, void_of, mark_before, mark_at, "
+                "deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (terminal, request.command.value, State.PENDING.value, request.request_id,
+                 request.client_id, amount, *fields, at, at, void_of, mark,
+                 _iso(mark_at), _iso(deadline)),
+            )
+            entry_id = cursor.lastrowid
+            assert entry_id is not None
+            self._history(db, entry_id, State.PENDING, at)
+            if request.command.value != "last trans":
+                # Until this command's outcome is known, the terminal's mark is not.
+                _upsert_profile(db, terminal, at, {"mark_valid": 0})
+            return entry_id
+
+        return self._write(insert)
+
+    def record(
         self,
         entry_id: int,
-        result: Result,
-        *,
-        by: ResolvedBy = ResolvedBy.REPLY,
+        *events: Event,
+        result: Result | None = None,
+        by: ResolvedBy | None = None,
         who: str | None = None,
         note: str | None = None,
+        receipt_no: str | None = None,
+        charged_amount: int | None = None,
+        learned: Mapping[str, Any] | None = None,
+        fsync: bool = True,
     ) -> State:
-        """Record what the terminal answered (or what resolution proved); return the state."""
-        state = _STATE_OF_OUTCOME[result.outcome]
-        t = result.transaction
-        raw: bytes | None = None
-        if result.raw:
-            raw, hidden = mask_card_numbers(result.raw)
-            if hidden:
-                log.warning("journal entry %d: the reply held an unmasked card number; "
-                            "it was masked before storage", entry_id)
-        at = _now()
-        resolved_by = None if state is State.IN_DOUBT else by.value
-        self._write([
-            (
-                "UPDATE entries SET state = ?, updated_at = ?, receipt_no = ?, approval_code = ?, "
-                "ref_no = ?, card_no = ?, tid = ?, mid = ?, batch_no = ?, stan = ?, "
-                "trans_time = ?, return_code = ?, resolved_by = ?, resolved_who = ?, "
-                "note = ?, raw_reply = COALESCE(?, raw_reply) WHERE id = ?",
+        """Move entry ``entry_id`` through ``events`` in one commit; return its new state.
+
+        Each step must be a transition of ``ecrlink.payment.states``, from the state
+        the entry has *now* (read inside the same write transaction): otherwise
+        ``IllegalTransition`` and nothing is written. ``result`` fills in the
+        terminal's data (raw reply masked again); ``learned`` updates what the
+        journal knows of the terminal (see :class:`TerminalProfile`) in the same
+        commit. ``fsync=False``: see the module docstring.
+        """
+        if not events:
+            raise IllegalTransition("record: no event given")
+        raw = self._masked_raw(entry_id, result)
+        t = result.transaction if result is not None else None
+
+        def update(db: sqlite3.Connection) -> State:
+            row = db.execute(
+                "SELECT state, terminal FROM entries WHERE id = ?", (entry_id,)
+            ).fetchone()
+            if row is None:
+                raise JournalError(f"journal {self.path}: no entry {entry_id}")
+            state, terminal = State(row[0]), row[1]
+            try:
+                path = [next_state(state, events[0])]
+                for event in events[1:]:
+                    path.append(next_state(path[-1], event))
+            except IllegalTransition as exc:
+                raise IllegalTransition(f"journal entry {entry_id} is {state.value}: {exc}") \
+                    from None
+            at = _now()
+            final = path[-1]
+            resolved_by = by.value if by is not None and final not in OPEN_STATES else None
+            detail = note or (result.detail if result is not None else None)
+            db.execute(
+                "UPDATE entries SET state = ?, updated_at = ?, resolved_by = COALESCE(?, "
+                "resolved_by), resolved_who = COALESCE(?, resolved_who), note = COALESCE(?, "
+                "note), receipt_no = COALESCE(?, receipt_no), approval_code = COALESCE(?, "
+                "approval_code), ref_no = COALESCE(?, ref_no), card_no = COALESCE(?, card_no), "
+                "tid = COALESCE(?, tid), mid = COALESCE(?, mid), batch_no = COALESCE(?, "
+                "batch_no), stan = COALESCE(?, stan), trans_time = COALESCE(?, trans_time), "
+                "return_code = COALESCE(?, return_code), raw_reply = COALESCE(?, raw_reply), "
+                "charged_amount = COALESCE(?, charged_amount) WHERE id = ?",
                 (
-                    state.value, at,
-                    t.receipt_no if t else None, t.approval_code if t else None,
-                    t.ref_no if t else None, t.card_no if t else None,
-                    t.tid if t else None, t.mid if t else None,
+                    final.value, at, resolved_by, who, detail,
+                    receipt_no or (t.receipt_no if t else None),
+                    t.approval_code if t else None, t.ref_no if t else None,
+                    t.card_no if t else None, t.tid if t else None, t.mid if t else None,
                     t.batch_no if t else None, t.stan if t else None,
                     t.time.isoformat() if t and t.time else None,
-                    result.return_code, resolved_by, who,
-                    note or result.detail, raw, entry_id,
+                    result.return_code if result is not None else None, raw,
+                    charged_amount, entry_id,
                 ),
-            ),
-            self._history(entry_id, state, at, resolved_by, who, note or result.detail),
-        ], fsync=not (by is ResolvedBy.REPLY and result.command in _ASKABLE))
-        return state
+            )
+            for step in path:
+                last = step is path[-1]
+                self._history(db, entry_id, step, at, resolved_by if last else None,
+                              who if last else None, detail if last else None)
+            if learned:
+                _upsert_profile(db, terminal, at, learned)
+            return final
 
-    def record_failure(self, entry_id: int, state: State, note: str) -> None:
-        """Record that a command failed: ``FAILED`` (never sent) or ``IN_DOUBT``."""
-        at = _now()
-        self._write([
-            ("UPDATE entries SET state = ?, updated_at = ?, note = ? WHERE id = ?",
-             (state.value, at, note, entry_id)),
-            self._history(entry_id, state, at, note=note),
-        ])
+        return self._write(update, fsync=fsync)
+
+    def _masked_raw(self, entry_id: int, result: Result | None) -> bytes | None:
+        if result is None or not result.raw:
+            return None
+        raw, hidden = mask_card_numbers(result.raw)
+        if hidden:
+            log.warning("journal entry %d: the reply held an unmasked card number; "
+                        "it was masked before storage", entry_id)
+        return raw
 
     def resolve(
         self,
@@ -321,52 +405,62 @@ class Journal:
         note: str | None = None,
         receipt_no: str | None = None,
     ) -> Entry:
-        """Settle an in-doubt entry by hand or from other evidence; returns the new entry.
+        """Settle an open entry by hand or from other evidence; returns the new entry.
 
-        Only ``pending`` or ``in_doubt`` entries can be resolved, to ``approved`` or
-        ``declined``; ``who`` and the time are kept in the history.
+        ``state`` is ``approved`` or ``declined`` (not approved); the state table
+        allows it only from ``pending`` or ``in_doubt``. ``who`` and the time are
+        kept in the history.
         """
-        if state not in (State.APPROVED, State.DECLINED):
+        events = {State.APPROVED: Event.PROVEN_APPROVED, State.DECLINED: Event.PROVEN_NOT_APPROVED}
+        if state not in events:
             raise JournalError(f"resolve: state must be approved or declined, not {state}")
-        entry = self.get(entry_id)
-        if entry.state not in (State.IN_DOUBT, State.PENDING):
+        try:
+            self.record(entry_id, events[state], by=by, who=who, note=note,
+                        receipt_no=receipt_no)
+        except IllegalTransition:
+            entry = self.get(entry_id)
             raise JournalError(
                 f"journal entry {entry_id} is {entry.state}, not in doubt: nothing to resolve"
-            )
-        at = _now()
-        self._write([
-            (
-                "UPDATE entries SET state = ?, updated_at = ?, resolved_by = ?, resolved_who = ?, "
-                "note = ?, receipt_no = COALESCE(?, receipt_no) WHERE id = ? "
-                "AND state IN ('pending', 'in_doubt')",
-                (state.value, at, by.value, who, note, receipt_no, entry_id),
-            ),
-            self._history(entry_id, state, at, by.value, who, note),
-        ])
+            ) from None
         return self.get(entry_id)
 
     def orphans_to_in_doubt(self, terminal: str) -> int:
-        """Turn ``terminal``'s pending entries into in_doubt; returns how many.
+        """Turn ``terminal``'s pending or sent entries into in_doubt; returns how many.
 
         Only safe while holding that terminal's lock: then no live process is in the
-        middle of one of them, so a pending entry is what a crash left behind.
+        middle of one of them, so such an entry is what a crash left behind.
         """
-        at = _now()
         with self._lock:
             ids = [row[0] for row in self._db.execute(
-                "SELECT id FROM entries WHERE terminal = ? AND state = 'pending'", (terminal,)
+                "SELECT id FROM entries WHERE terminal = ? AND state IN ('pending', 'sent')",
+                (terminal,),
             )]
-        if ids:
-            note = "left pending by an interrupted process"
-            self._write(
-                [(
-                    f"UPDATE entries SET state = 'in_doubt', updated_at = ?, note = ? "
-                    f"WHERE id IN ({','.join('?' * len(ids))})",
-                    (at, note, *ids),
-                )]
-                + [self._history(i, State.IN_DOUBT, at, note=note) for i in ids]
-            )
+        for entry_id in ids:
+            self.record(entry_id, Event.LOST, note="left unanswered by an interrupted process")
         return len(ids)
+
+    def learn(self, terminal: str, values: Mapping[str, Any]) -> None:
+        """Record what was learned about ``terminal`` (no fsync: it can be learned again)."""
+        self._write(lambda db: _upsert_profile(db, terminal, _now(), values), fsync=False)
+
+    def profile(self, terminal: str) -> TerminalProfile:
+        """What the journal knows about ``terminal`` (an empty profile if nothing)."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM terminals WHERE terminal = ?",
+                    (terminal,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
+        if row is None:
+            return TerminalProfile(terminal)
+        mark, mark_at, valid, echoes, offset, tid, serial = row
+        return TerminalProfile(
+            terminal, mark=mark, mark_at=_parse_time(mark_at), mark_valid=bool(valid),
+            echoes=None if echoes is None else bool(echoes), clock_offset=offset,
+            tid=tid, pos_serial=serial,
+        )
 
     # --- reader ---------------------------------------------------------------------
 
@@ -415,8 +509,8 @@ class Journal:
         yield from self._select(" AND ".join(clauses), tuple(params), "ORDER BY id")
 
     def unresolved(self, terminal: str | None = None) -> list[Entry]:
-        """Sales and voids still pending or in doubt (on one terminal, or all)."""
-        where = "state IN ('pending', 'in_doubt') AND command IN ('sale', 'void')"
+        """Sales and voids whose outcome is not known yet (on one terminal, or all)."""
+        where = f"state IN ({_OPEN}) AND command IN ('sale', 'void')"
         params: tuple[Any, ...] = ()
         if terminal is not None:
             where += " AND terminal = ?"
@@ -424,19 +518,8 @@ class Journal:
         return self._select(where, params, "ORDER BY id")
 
     def open_entries(self, terminal: str) -> list[Entry]:
-        """Every command on ``terminal`` still pending or in doubt, oldest first."""
-        return self._select(
-            "terminal = ? AND state IN ('pending', 'in_doubt')", (terminal,), "ORDER BY id"
-        )
-
-    def last_approved_before(self, terminal: str, entry_id: int) -> Entry | None:
-        """The latest approved sale or void on ``terminal`` recorded before ``entry_id``."""
-        found = self._select(
-            "terminal = ? AND id < ? AND state = 'approved' AND command IN ('sale', 'void')",
-            (terminal, entry_id),
-            "ORDER BY id DESC LIMIT 1",
-        )
-        return found[0] if found else None
+        """Every command on ``terminal`` whose outcome is not known yet, oldest first."""
+        return self._select(f"terminal = ? AND state IN ({_OPEN})", (terminal,), "ORDER BY id")
 
     def terminals(self) -> list[str]:
         """Every terminal the journal has seen."""
@@ -456,7 +539,8 @@ class Journal:
 def _entry(row: tuple[Any, ...]) -> Entry:
     (id_, terminal, command, state, request_id, client_id, amount, f1, f2, f3, f4, f5,
      created_at, updated_at, receipt_no, void_of, approval_code, ref_no, card_no, tid, mid,
-     batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw) = row
+     batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw,
+     charged_amount, mark_before, mark_at, deadline) = row
     return Entry(
         id=id_, terminal=terminal, command=command, state=State(state),
         request_id=request_id, client_id=client_id, amount=amount,
@@ -468,4 +552,6 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         trans_time=_parse_time(trans_time), return_code=return_code,
         resolved_by=ResolvedBy(resolved_by) if resolved_by else None,
         resolved_who=resolved_who, note=note, raw_reply=raw,
+        charged_amount=charged_amount, mark_before=mark_before,
+        mark_at=_parse_time(mark_at), deadline=_parse_time(deadline),
     )

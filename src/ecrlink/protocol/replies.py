@@ -19,13 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from .._exceptions import (
-    AmountMismatch,
-    ConflictingReply,
-    RemoteProtocolError,
-    ReplyTooLarge,
-    RequestIdMismatch,
-)
+from .._exceptions import ConflictingReply, RemoteProtocolError, ReplyTooLarge, RequestIdMismatch
 from .approval import APPROVED_CODE, approval_conflicts, return_code_text
 from .cards import card_last4, field_kind, mask_pan, mask_text
 from .codes import describe
@@ -61,6 +55,9 @@ class Outcome(enum.StrEnum):
     DECLINED = "declined"
     CANCELED = "canceled"
     UNKNOWN = "unknown"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    """The terminal approved, but for another amount than requested: money was taken,
+    not the right amount. ``transaction.amount`` is what was charged."""
 
 
 # transInfo key -> Transaction attribute, for the identifiers: kept exactly as sent
@@ -208,6 +205,13 @@ class Result:
 
     def message(self, lang: str = "en") -> str:
         """A sentence for the cashier about the outcome, in ``lang`` (``vi``/``en``)."""
+        if self.outcome is Outcome.AMOUNT_MISMATCH:
+            charged = self.transaction.amount if self.transaction else None
+            return (
+                f"SAI SỐ TIỀN: máy POS đã trừ {charged} VND, khác số tiền yêu cầu"
+                if lang == "vi"
+                else f"WRONG AMOUNT: the terminal charged {charged} VND, not the amount asked"
+            )
         if self.outcome is Outcome.CANCELED:
             return (
                 "Giao dịch đã bị hủy trên máy POS" if lang == "vi"
@@ -222,6 +226,12 @@ class Result:
 
     def advice(self, lang: str = "en") -> str:
         """What the cashier should do next, in ``lang``."""
+        if self.outcome is Outcome.AMOUNT_MISMATCH:
+            return (
+                "Hủy (void) giao dịch này theo số hóa đơn POS rồi thanh toán lại đúng số tiền."
+                if lang == "vi"
+                else "Void this transaction by its receipt number, then charge the right amount."
+            )
         if self.outcome is Outcome.UNKNOWN:
             return (
                 "Xem hóa đơn in trên máy POS; KHÔNG thanh toán lại cho đến khi xác định "
@@ -471,7 +481,7 @@ def check_answers(result: Result, request: Request) -> Result:
     """Check that ``result`` answers ``request``; raise if it cannot be its answer.
 
     A reply that echoes another requestId is never ours (``RequestIdMismatch``); an
-    approved sale for another amount than asked is refused loudly (``AmountMismatch``).
+    approved sale for another amount than asked comes back as ``Outcome.AMOUNT_MISMATCH``.
     A reply with no requestId at all is accepted: it came on this request's exchange.
     A reply that says approved but is not a clean approval of ``request`` by the rule in
     ``approval`` (a transStatus DECLINE, another register's clientId, no transaction
@@ -497,10 +507,12 @@ def check_answers(result: Result, request: Request) -> Result:
             )
     if isinstance(request, Sale) and result.approved:
         got = result.transaction.amount if result.transaction else None
-        if got != request.amount:
-            raise AmountMismatch(
-                f"terminal approved {got} VND but {request.amount} VND was requested",
-                result.raw,
+        if got is not None and got != request.amount:
+            # Money was taken, not the right amount: its own outcome, never "approved"
+            # (and never hidden behind an exception: the caller must see the charge).
+            result = replace(
+                result, outcome=Outcome.AMOUNT_MISMATCH,
+                detail=f"terminal approved {got} VND but {request.amount} VND was requested",
             )
     if result.request_id is None:
         return replace(result, request_id=request.request_id)
