@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.journal import Journal, State, default_journal_path
 from ecrlink.protocol import Outcome, Result
 from ecrlink.simulator import Simulator
+from tests.conftest import RawServer, http_reply
 
 from .conftest import run
 
@@ -268,3 +270,31 @@ def test_help_documents_the_exit_codes() -> None:
         assert f"{status.value}  {status.meaning}" in r.stdout
     assert "reconcile" in r.stdout
     assert "Exit codes" in run("sale", "--help").stdout
+
+
+def test_amount_mismatch_exits_11_and_says_what_was_charged(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    def wrong_amount(conn: socket.socket, request: bytes) -> None:
+        line = request.split(b" ")[1].decode()
+        rid = line.split("rqt=")[1].split("|")[0]
+        body = json.dumps({
+            "requestId": rid, "command": line.split("cmd=")[1].split("|")[0].replace(
+                "%20", " "),
+            "status": "DONE", "transInfo": {
+                "transType": "1", "amount": "650000", "returnCode": "00", "STAN": "000007",
+                "receiptNo": "000007", "batchNo": "1", "refNo": "R7", "approvalCode": "A7",
+                "transStatus": "APPROVE"}}).encode()
+        conn.sendall(http_reply(body))
+
+    server = raw_server(wrong_amount)
+    r = run("sale", "150000", "-t", server.url, "--lang", "en")
+    assert r.exit_code == ExitStatus.AMOUNT_MISMATCH == 11
+    assert "WRONG AMOUNT CHARGED" in r.stdout and "650000" in r.stdout
+    assert "000007" in r.stdout  # the receipt to void
+    assert "APPROVED" not in r.stdout
+    [entry] = Journal(default_journal_path()).entries(commands=["sale"])
+    assert (entry.state, entry.amount, entry.charged_amount) == (
+        State.AMOUNT_MISMATCH, 150000, 650000)
+    vi = run("sale", "150000", "-t", server.url, "--lang", "vi")
+    assert vi.exit_code == 11 and "SAI SỐ TIỀN" in vi.stdout

@@ -41,6 +41,7 @@ class ExitStatus(enum.IntEnum):
     JOURNAL_ERROR = 8
     ERROR = 9
     DISCREPANCIES = 10
+    AMOUNT_MISMATCH = 11
     INTERRUPTED = 130
 
     @property
@@ -62,6 +63,8 @@ _MEANINGS = {
     ExitStatus.ERROR: "other error (bad reply from the terminal, failed demo step...)",
     ExitStatus.DISCREPANCIES: "reconcile: rows need a person (bank_only, duplicate, "
     "ecr_only, amount_mismatch)",
+    ExitStatus.AMOUNT_MISMATCH: "approved for ANOTHER amount than requested: void it, "
+    "charge again",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C) while no payment was under way",
 }
 
@@ -71,6 +74,7 @@ _OUTCOME_STATUS = {
     Outcome.DECLINED: ExitStatus.DECLINED,
     Outcome.CANCELED: ExitStatus.CANCELED,
     Outcome.UNKNOWN: ExitStatus.UNKNOWN,
+    Outcome.AMOUNT_MISMATCH: ExitStatus.AMOUNT_MISMATCH,
 }
 
 

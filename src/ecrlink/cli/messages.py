@@ -26,6 +26,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "title_declined": ("GIAO DỊCH KHÔNG THÀNH CÔNG", "DECLINED"),
     "title_canceled": ("GIAO DỊCH ĐÃ HỦY", "CANCELED"),
     "title_unknown": ("CHƯA RÕ KẾT QUẢ", "OUTCOME UNKNOWN"),
+    "title_amount_mismatch": ("SAI SỐ TIỀN ĐÃ TRỪ", "WRONG AMOUNT CHARGED"),
     "amount": ("Số tiền", "Amount"),
     "card": ("Số thẻ", "Card"),
     "cardholder": ("Chủ thẻ", "Cardholder"),

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..journal import Entry, State
+from ..payment import OPEN_STATES
 from ..protocol import VIETNAM_TIME, Outcome, Result
 from .messages import text
 
@@ -50,14 +51,19 @@ _STYLE = {
     Outcome.DECLINED: "red",
     Outcome.CANCELED: "yellow",
     Outcome.UNKNOWN: "bold red",
+    Outcome.AMOUNT_MISMATCH: "bold red",
 }
 
+_LOUD_STATES = OPEN_STATES | {State.AMOUNT_MISMATCH}
+"""Written in capitals in lists: they need a person."""
 _STATE_STYLE = {
     State.APPROVED: "green",
     State.DECLINED: "red",
     State.CANCELED: "yellow",
     State.FAILED: "dim",
     State.PENDING: "bold magenta",
+    State.SENT: "bold magenta",
+    State.AMOUNT_MISMATCH: "bold white on red",
     State.IN_DOUBT: "bold white on red",
 }
 
@@ -89,14 +95,19 @@ def result_panel(result: Result, lang: str) -> Panel:
     t = result.transaction
     if t is not None and t.amount is not None:
         grid.add_row(text("amount", lang), Text(format_vnd(t.amount)))
-    if result.outcome is Outcome.APPROVED and t is not None:
+    charged = result.outcome in (Outcome.APPROVED, Outcome.AMOUNT_MISMATCH)
+    if result.outcome is Outcome.AMOUNT_MISMATCH:
+        # The receipt below is what was charged: the cashier voids it by its number.
+        grid.add_row(text("reason", lang), Text(result.message(lang), style="bold red"))
+        grid.add_row(text("next_step", lang), Text(result.advice(lang)))
+    if charged and t is not None:
         for name in RECEIPT_FIELDS:
             value = getattr(t, name)
             if value is None:
                 continue
             shown = format_time(value) if name == "time" else str(value).strip()
             grid.add_row(text(_LABEL[name], lang), Text(shown))
-    else:
+    elif not charged:
         if result.return_code is not None:
             grid.add_row(text("return_code", lang), Text(result.return_code))
         grid.add_row(text("reason", lang), Text(result.message(lang)))
@@ -129,6 +140,7 @@ def entry_to_dict(entry: Entry) -> dict[str, Any]:
         "request_id": entry.request_id,
         "client_id": entry.client_id,
         "amount": entry.amount,
+        "charged_amount": entry.charged_amount,
         "invoice": entry.invoice or None,
         "reference": entry.reference or None,
         "fields": list(entry.fields),
@@ -161,7 +173,7 @@ def _short_time(moment: datetime) -> str:
 
 
 def _state_text(state: State) -> Text:
-    label = state.value.upper() if state in (State.IN_DOUBT, State.PENDING) else state.value
+    label = state.value.upper() if state in _LOUD_STATES else state.value
     return Text(label, style=_STATE_STYLE[state])
 
 
@@ -191,7 +203,7 @@ def render_entries(console: Console, entries: list[Entry], lang: str, path: str)
         )
     doubtful = 0
     for e in entries:
-        open_ = e.state in (State.IN_DOUBT, State.PENDING)
+        open_ = e.state in OPEN_STATES
         doubtful += open_
         cells: list[str | Text] = [
             str(e.id), _short_time(e.created_at), Text(e.terminal), e.command,
@@ -234,5 +246,5 @@ def render_entry(
     console.print(Panel(grid, title=Text(f"#{entry.id}", style="bold"), border_style=style,
                         expand=False))
     console.print(table)
-    if entry.state in (State.IN_DOUBT, State.PENDING):
+    if entry.state in OPEN_STATES:
         console.print(Text(text("resolve_hint", lang, id=entry.id), style="bold red"))
