@@ -117,7 +117,6 @@ class _TerminalBase:
         lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
         self._lock_dir: Path = lock_dir
         self._ids = _RequestIds()
-        self._flow = self._flows()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} client_id={self.client_id!r}>"
@@ -164,6 +163,7 @@ class _TerminalBase:
         return TerminalLock(self._lock_dir, self.url, wait=self.lock_timeout)
 
     def _flows(self) -> Flows:
+        # Built per call: the timeouts are plain attributes a caller may change.
         settings = Settings(
             terminal=self.url, timeout=self.timeout, status_timeout=self.status_timeout,
             recovery_timeout=self.recovery_timeout, journaled=self.journal is not None,
@@ -259,7 +259,7 @@ class Terminal(_TerminalBase):
     def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled; see the class."""
         with self._lock():
-            return self._drive(self._flow.send(request, force))
+            return self._drive(self._flows().send(request, force))
 
     def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``.
@@ -270,7 +270,7 @@ class Terminal(_TerminalBase):
         if self.journal is None:
             return []
         with self._lock():
-            return self._drive(self._flow.recover())
+            return self._drive(self._flows().recover())
 
     def sale(
         self,
@@ -394,13 +394,13 @@ class AsyncTerminal(_TerminalBase):
 
     async def send(self, request: Request, *, force: bool = False) -> Result:
         """Send one prepared request under the terminal's lock, journaled."""
-        return await self._locked(self._flow.send(request, force))
+        return await self._locked(self._flows().send(request, force))
 
     async def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``."""
         if self.journal is None:
             return []
-        return await self._locked(self._flow.recover())
+        return await self._locked(self._flows().recover())
 
     async def sale(
         self,
