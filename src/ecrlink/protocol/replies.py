@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -89,9 +89,6 @@ _TEXT_FIELDS: dict[str, str] = {
     "expireDate": "expire_date",
 }
 _SPECIAL_FIELDS = frozenset({"amount", "time", "cardNo", "returnCode"})
-_FIELDS = {**_ID_FIELDS, **_TEXT_FIELDS}
-_ID_ATTRS = frozenset(_ID_FIELDS.values())
-_MASKED_ATTRS = tuple(_TEXT_FIELDS.values())
 _MAX_AMOUNT_DIGITS = 12
 """ISO 8583 amounts are 12 digits (zero-padded); more is not an amount we can trust."""
 _MAX_NUMBER_DIGITS = 18
@@ -292,6 +289,11 @@ def _text(value: Any) -> str | None:
         return "[nested too deeply]"
 
 
+def _id_text(value: Any) -> str | None:
+    # Top-level ids are plain text in every real reply: no call to _text for them.
+    return (value.strip() or None) if type(value) is str else _text(value)
+
+
 def _parse_time(text: str | None) -> datetime | None:
     if text is None or len(text) != 14 or not (text.isascii() and text.isdigit()):
         return None
@@ -337,62 +339,81 @@ def _extra_field(key: str, value: Any, text: str) -> tuple[str, str, bool]:
     return key, text, hidden or key_hidden
 
 
+# Transaction is built from a list of its fields in order: a positional call costs half
+# of one with 28 keywords, and this is the hot path. Slots are computed from the class,
+# so adding a field to Transaction needs nothing here.
+_INIT_FIELDS = [f for f in fields(Transaction) if f.init]
+_SLOT = {f.name: i for i, f in enumerate(_INIT_FIELDS)}
+_DEFAULTS: list[Any] = [None if f.default is MISSING else f.default for f in _INIT_FIELDS]
+_FACTORIES = [
+    (i, f.default_factory) for i, f in enumerate(_INIT_FIELDS) if f.default_factory is not MISSING
+]
+_FIELD_SLOTS = {key: _SLOT[attr] for key, attr in {**_ID_FIELDS, **_TEXT_FIELDS}.items()}
+_ID_SLOTS = frozenset(_SLOT[attr] for attr in _ID_FIELDS.values())
+_MASKED_SLOTS = tuple(_SLOT[attr] for attr in _TEXT_FIELDS.values())
+_AMOUNT, _TIME, _CARD_NO, _RETURN_CODE, _EXTRA, _UNMASKED = (
+    _SLOT[name] for name in (
+        "amount", "time", "card_no", "return_code", "extra", "card_no_was_unmasked",
+    )
+)
+
+
 def _transaction(info: dict[str, Any], raw: bytes, done: bool) -> Transaction:
     # The hot part of parsing a reply. One pass that only strips plain text values;
     # what is rare (numbers, nested values, unknown keys) and the few fields that may
     # hold a card number are dealt with after it.
-    values: dict[str, Any] = {}
-    unusual: list[tuple[str, str | None, Any]] = []
-    fields = _FIELDS
+    args = _DEFAULTS.copy()
+    for i, factory in _FACTORIES:
+        args[i] = factory()
+    unusual: list[tuple[str, int | None, Any]] = []
+    slots = _FIELD_SLOTS
     for key, value in info.items():
-        attr = fields.get(key)
-        if attr is not None and type(value) is str:
-            values[attr] = value.strip() or None
-        elif attr is not None or key not in _SPECIAL_FIELDS:
-            unusual.append((key, attr, value))
+        slot = slots.get(key)
+        if slot is not None and type(value) is str:
+            args[slot] = value.strip() or None
+        elif slot is not None or key not in _SPECIAL_FIELDS:
+            unusual.append((key, slot, value))
     hidden = False
     extra: dict[str, str] = {}
-    for key, attr, value in unusual:
+    for key, slot, value in unusual:
         text = _text(value)
-        if attr is None:
+        if slot is None:
             if text is not None:
                 key, text, hit = _extra_field(key, value, text)
                 hidden = hidden or hit
                 extra[key] = text
             continue
         # Only a plain text or number is an identifier: anything else is masked.
-        if text is not None and (attr not in _ID_ATTRS or type(value) is not int):
+        if text is not None and (slot not in _ID_SLOTS or type(value) is not int):
             text, hit = mask_text(text)
             hidden = hidden or hit
-        values[attr] = text
-    for attr in _MASKED_ATTRS:
-        text = values.get(attr)
+        args[slot] = text
+    for slot in _MASKED_SLOTS:
+        text = args[slot]
         if text is not None and len(text) >= _MIN_PAN_CHARS:
-            values[attr], hit = mask_text(text)
+            args[slot], hit = mask_text(text)
             hidden = hidden or hit
     card_no = info.get("cardNo")
     if card_no is not None:
         card_no, hit = mask_pan(card_no.strip() if type(card_no) is str else _text(card_no) or "")
         hidden = hidden or hit
-        card_no = card_no or None
+        args[_CARD_NO] = card_no or None
     if done:
-        return_code = return_code_text(info.get("returnCode"), raw)
+        args[_RETURN_CODE] = return_code_text(info.get("returnCode"), raw)
     else:
         # A cancel does not depend on its code: keep whatever was said, as text.
         return_code = _text(info.get("returnCode"))
         if return_code is not None:
             return_code, hit = mask_text(return_code)
             hidden = hidden or hit
+        args[_RETURN_CODE] = return_code
     time_value = info.get("time")
-    return Transaction(
-        amount=_amount(info.get("amount"), raw),
-        time=_parse_time(time_value.strip() if type(time_value) is str else None),
-        card_no=card_no,
-        return_code=return_code,
-        extra=extra,
-        card_no_was_unmasked=hidden,
-        **values,
-    )
+    if type(time_value) is str:
+        args[_TIME] = _parse_time(time_value.strip())
+    args[_AMOUNT] = _amount(info.get("amount"), raw)
+    args[_EXTRA] = extra
+    args[_UNMASKED] = hidden
+    return Transaction(*args)
 
 
 def _loads(text: str, raw: bytes) -> Any:
@@ -470,8 +491,8 @@ def parse_reply(raw: bytes) -> Result:
         status=status,
         outcome=outcome,
         return_code=return_code,
-        request_id=_text(doc.get("requestId")),
-        client_id=_text(doc.get("clientId")),
+        request_id=_id_text(doc.get("requestId")),
+        client_id=_id_text(doc.get("clientId")),
         transaction=transaction,
         raw=raw,
     )
