@@ -7,8 +7,10 @@
 
 from ._exceptions import (
     ConfigError,
+    ConflictingReply,
     ConnectError,
     ConnectTimeout,
+    DuplicateInvoice,
     EcrError,
     FieldError,
     IllegalTransition,
@@ -16,6 +18,7 @@ from ._exceptions import (
     InputFileError,
     JournalError,
     LocalProtocolError,
+    NotTerminalReply,
     ProtocolError,
     ReadError,
     ReadTimeout,
@@ -36,8 +39,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncTerminal",
     "ConfigError",
+    "ConflictingReply",
     "ConnectError",
     "ConnectTimeout",
+    "DuplicateInvoice",
     "EcrError",
     "FieldError",
     "IllegalTransition",
@@ -45,6 +50,7 @@ __all__ = [
     "InputFileError",
     "JournalError",
     "LocalProtocolError",
+    "NotTerminalReply",
     "Outcome",
     "ProtocolError",
     "ReadError",

@@ -21,6 +21,7 @@ pyserial, sqlite3, OSError) are translated at the boundary that meets them::
     │       └── ReadTimeout
     ├── TerminalBusy                  another transaction holds the terminal
     ├── InDoubtPending                a previous payment on this terminal is still unknown
+    ├── DuplicateInvoice              this invoice was already paid (allow_duplicate=True)
     ├── JournalError
     │   └── IllegalTransition         a state change the payment state table does not allow
     ├── ConfigError
@@ -41,6 +42,7 @@ __all__ = [
     "ConflictingReply",
     "ConnectError",
     "ConnectTimeout",
+    "DuplicateInvoice",
     "EcrError",
     "FieldError",
     "IllegalTransition",
@@ -176,6 +178,14 @@ class InDoubtPending(EcrError):
     def __init__(self, message: str, journal_ids: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.journal_ids = journal_ids
+
+
+class DuplicateInvoice(EcrError):
+    """A sale for an invoice (F3) that the journal shows approved already; names it."""
+
+    def __init__(self, message: str, journal_id: int) -> None:
+        super().__init__(message)
+        self.journal_id = journal_id
 
 
 class JournalError(EcrError):

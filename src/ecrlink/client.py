@@ -35,7 +35,13 @@ from ._exceptions import ConfigError
 from .journal import Journal, TerminalLock, default_data_dir
 from .payment.flow import Exchange, Flow, Flows, Settings, Store
 from .protocol import LastTrans, Request, Result, Sale, Settle, Void, check_field
-from .transports import AsyncTransport, Transport, open_async_transport, open_transport
+from .transports import (
+    AsyncTransport,
+    Transport,
+    open_async_transport,
+    open_transport,
+    terminal_key,
+)
 
 __all__ = ["AsyncTerminal", "JournalOption", "Terminal"]
 
@@ -104,8 +110,12 @@ class _TerminalBase:
         lock_timeout: float,
         transliterate: bool,
         journal: JournalOption,
+        duplicate_window: float | None,
     ) -> None:
         self.url = url
+        self.terminal = terminal_key(url)
+        """The terminal's one name, however ``url`` is spelled: the lock and the journal
+        key on it (see ``ecrlink.transports.identity``)."""
         self.client_id = check_field("client_id", client_id, allow_empty=False)
         self.timeout = _positive_seconds("timeout", timeout)
         self.connect_timeout = _positive_seconds("connect_timeout", connect_timeout)
@@ -113,6 +123,10 @@ class _TerminalBase:
         self.recovery_timeout = _positive_seconds("recovery_timeout", recovery_timeout)
         self.lock_timeout = _positive_seconds("lock_timeout", lock_timeout)
         self.transliterate = transliterate
+        self.duplicate_window = (
+            None if duplicate_window is None
+            else _positive_seconds("duplicate_window", duplicate_window)
+        )
         self.journal = _open_journal(journal)
         lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
         self._lock_dir: Path = lock_dir
@@ -160,13 +174,14 @@ class _TerminalBase:
         return LastTrans(request_id=self._request_id(request_id), client_id=self.client_id)
 
     def _lock(self) -> TerminalLock:
-        return TerminalLock(self._lock_dir, self.url, wait=self.lock_timeout)
+        return TerminalLock(self._lock_dir, self.terminal, wait=self.lock_timeout)
 
     def _flows(self) -> Flows:
         # Built per call: the timeouts are plain attributes a caller may change.
         settings = Settings(
-            terminal=self.url, timeout=self.timeout, status_timeout=self.status_timeout,
+            terminal=self.terminal, timeout=self.timeout, status_timeout=self.status_timeout,
             recovery_timeout=self.recovery_timeout, journaled=self.journal is not None,
+            duplicate_window=self.duplicate_window,
         )
         return Flows(settings, clock=_utc_now, new_last=self._last)
 
@@ -185,6 +200,8 @@ class Terminal(_TerminalBase):
     ``recovery_timeout`` bounds resolving an in-doubt payment (retrying ``last trans``
     while the terminal is busy); ``lock_timeout`` bounds waiting for another
     transaction on the same terminal. See ``JournalOption`` for ``journal``.
+    ``duplicate_window`` is how long (seconds) an approved invoice (F3) blocks another
+    sale for it, on any terminal of the journal; None: the current business day.
 
     >>> with Terminal("http://192.168.1.50") as pos:          # doctest: +SKIP
     ...     result = pos.sale(150_000, invoice="HD0001")
@@ -203,6 +220,7 @@ class Terminal(_TerminalBase):
         lock_timeout: float = 30.0,
         transliterate: bool = False,
         journal: JournalOption = True,
+        duplicate_window: float | None = None,
         tls_fingerprint: str | None = None,
         transport: Transport | None = None,
     ) -> None:
@@ -210,6 +228,7 @@ class Terminal(_TerminalBase):
             url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
             status_timeout=status_timeout, recovery_timeout=recovery_timeout,
             lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
+            duplicate_window=duplicate_window,
         )
         self._transport = transport or open_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -256,10 +275,12 @@ class Terminal(_TerminalBase):
             result: T = done.value
             return result
 
-    def send(self, request: Request, *, force: bool = False) -> Result:
+    def send(
+        self, request: Request, *, force: bool = False, allow_duplicate: bool = False
+    ) -> Result:
         """Send one prepared request under the terminal's lock, journaled; see the class."""
         with self._lock():
-            return self._drive(self._flows().send(request, force))
+            return self._drive(self._flows().send(request, force, allow_duplicate))
 
     def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``.
@@ -281,13 +302,19 @@ class Terminal(_TerminalBase):
         fields: Mapping[int, str] | Sequence[str] | None = None,
         request_id: str | None = None,
         force: bool = False,
+        allow_duplicate: bool = False,
     ) -> Result:
         """Charge ``amount`` VND; ``invoice`` travels as F3, ``reference`` as F5.
 
         Refused with ``InDoubtPending`` while an earlier payment on this terminal is in
-        doubt, unless ``force``.
+        doubt, unless ``force``; with ``DuplicateInvoice`` when the journal shows this
+        invoice approved within ``duplicate_window`` (any terminal), unless
+        ``allow_duplicate``.
         """
-        return self.send(self._sale(amount, invoice, reference, fields, request_id), force=force)
+        return self.send(
+            self._sale(amount, invoice, reference, fields, request_id), force=force,
+            allow_duplicate=allow_duplicate,
+        )
 
     def void(self, receipt_no: int | str, *, request_id: str | None = None) -> Result:
         """Cancel the sale with this receipt number in the current batch."""
@@ -320,6 +347,7 @@ class AsyncTerminal(_TerminalBase):
         lock_timeout: float = 30.0,
         transliterate: bool = False,
         journal: JournalOption = True,
+        duplicate_window: float | None = None,
         tls_fingerprint: str | None = None,
         transport: AsyncTransport | None = None,
     ) -> None:
@@ -327,6 +355,7 @@ class AsyncTerminal(_TerminalBase):
             url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
             status_timeout=status_timeout, recovery_timeout=recovery_timeout,
             lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
+            duplicate_window=duplicate_window,
         )
         self._transport = transport or open_async_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -348,10 +377,21 @@ class AsyncTerminal(_TerminalBase):
         await self._transport.aclose()
 
     async def _drive(self, flow: Flow[T]) -> T:
-        """Run a flow: carry out the effects it yields, awaiting."""
+        """Run a flow: carry out the effects it yields, awaiting.
+
+        A cancellation that arrives while a journal call runs is held until the call
+        has finished and its result is in the flow, then thrown in at the flow's next
+        step: the flow always knows what it wrote (a pending row it does not know of
+        would be left in doubt for nothing).
+        """
+        cancelled: BaseException | None = None
         try:
             step = next(flow)
             while True:
+                if cancelled is not None:
+                    exc, cancelled = cancelled, None
+                    step = flow.throw(exc)
+                    continue
                 try:
                     value: Any = None
                     if isinstance(step, Exchange):
@@ -359,7 +399,7 @@ class AsyncTerminal(_TerminalBase):
                             step.line, timeout=step.timeout, on_sent=step.progress.mark_sent
                         )
                     elif isinstance(step, Store):
-                        value = await _in_thread(step.call, self.journal)
+                        value, cancelled = await _in_thread(step.call, self.journal)
                     else:
                         await asyncio.sleep(step.seconds)
                 except BaseException as exc:
@@ -392,9 +432,11 @@ class AsyncTerminal(_TerminalBase):
         finally:
             lock.release()
 
-    async def send(self, request: Request, *, force: bool = False) -> Result:
+    async def send(
+        self, request: Request, *, force: bool = False, allow_duplicate: bool = False
+    ) -> Result:
         """Send one prepared request under the terminal's lock, journaled."""
-        return await self._locked(self._flows().send(request, force))
+        return await self._locked(self._flows().send(request, force, allow_duplicate))
 
     async def recover(self) -> list[Result]:
         """Resolve this terminal's pending and in-doubt payments with ``last trans``."""
@@ -411,10 +453,12 @@ class AsyncTerminal(_TerminalBase):
         fields: Mapping[int, str] | Sequence[str] | None = None,
         request_id: str | None = None,
         force: bool = False,
+        allow_duplicate: bool = False,
     ) -> Result:
         """Charge ``amount`` VND; ``invoice`` travels as F3, ``reference`` as F5."""
         return await self.send(
-            self._sale(amount, invoice, reference, fields, request_id), force=force
+            self._sale(amount, invoice, reference, fields, request_id), force=force,
+            allow_duplicate=allow_duplicate,
         )
 
     async def void(self, receipt_no: int | str, *, request_id: str | None = None) -> Result:
@@ -432,19 +476,23 @@ class AsyncTerminal(_TerminalBase):
 
 
 
-async def _in_thread(call: Callable[..., T], *args: Any) -> T:
+async def _in_thread(
+    call: Callable[..., T], *args: Any
+) -> tuple[T, asyncio.CancelledError | None]:
     """``call(*args)`` in a worker thread, carried through to its end even if cancelled.
 
     A journal write cannot be abandoned half-way: on cancellation the call is still
-    awaited to its end (so the flow knows what was written), then the cancellation
-    goes on.
+    awaited to its end; its result comes back with the cancellation, for the caller
+    to deliver once the result is safe.
     """
     future = asyncio.ensure_future(asyncio.to_thread(call, *args))
     try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
+        return await asyncio.shield(future), None
+    except asyncio.CancelledError as cancel:
         await _until_done(future)
-        raise
+        if future.exception() is not None:
+            raise
+        return future.result(), cancel
 
 
 async def _until_done(future: asyncio.Future[Any]) -> None:

@@ -15,10 +15,12 @@ from .._exceptions import (
     ConfigError,
     ConnectError,
     ConnectTimeout,
+    DuplicateInvoice,
     FieldError,
     InDoubtPending,
     JournalError,
     LocalProtocolError,
+    NotTerminalReply,
     ReconcileError,
     TerminalBusy,
 )
@@ -42,6 +44,7 @@ class ExitStatus(enum.IntEnum):
     ERROR = 9
     DISCREPANCIES = 10
     AMOUNT_MISMATCH = 11
+    DUPLICATE_INVOICE = 12
     INTERRUPTED = 130
 
     @property
@@ -65,6 +68,8 @@ _MEANINGS = {
     "ecr_only, amount_mismatch)",
     ExitStatus.AMOUNT_MISMATCH: "approved for ANOTHER amount than requested: void it, "
     "charge again",
+    ExitStatus.DUPLICATE_INVOICE: "refused: this invoice was already paid today "
+    "(--allow-duplicate to charge it again); nothing was sent",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C) while no payment was under way",
 }
 
@@ -85,12 +90,14 @@ def exit_status_for(exc: BaseException) -> ExitStatus:
         exc, FieldError | ConfigError | LocalProtocolError | ReconcileError | click.UsageError
     ):
         return ExitStatus.BAD_INPUT
-    if isinstance(exc, ConnectError | ConnectTimeout):
+    if isinstance(exc, ConnectError | ConnectTimeout | NotTerminalReply):
         return ExitStatus.UNREACHABLE
     if isinstance(exc, TerminalBusy):
         return ExitStatus.BUSY
     if isinstance(exc, InDoubtPending):
         return ExitStatus.IN_DOUBT_PENDING
+    if isinstance(exc, DuplicateInvoice):
+        return ExitStatus.DUPLICATE_INVOICE
     if isinstance(exc, JournalError):
         return ExitStatus.JOURNAL_ERROR
     if isinstance(exc, KeyboardInterrupt):

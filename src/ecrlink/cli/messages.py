@@ -66,6 +66,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Refused: an earlier payment is still in doubt",
     ),
     "journal_error": ("Lỗi nhật ký", "Journal error"),
+    "duplicate_invoice": (
+        "Từ chối: hóa đơn này đã được thanh toán, chưa gửi gì",
+        "Refused: this invoice was already paid, nothing sent",
+    ),
+    "unrecorded": (
+        "CHƯA GHI ĐƯỢC VÀO NHẬT KÝ (máy POS đã trả lời như trên; lần chạy sau sẽ đối chiếu lại)",
+        "NOT RECORDED IN THE JOURNAL (the terminal answered as above; the next run "
+        "recovers it)",
+    ),
     # --- journal --------------------------------------------------------------------------
     "col_id": ("Số", "ID"),
     "col_created": ("Lúc", "Created"),

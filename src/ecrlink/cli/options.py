@@ -175,6 +175,7 @@ _ERROR_KIND = {
     ExitStatus.UNREACHABLE: "unreachable",
     ExitStatus.BUSY: "busy",
     ExitStatus.IN_DOUBT_PENDING: "in_doubt_pending",
+    ExitStatus.DUPLICATE_INVOICE: "duplicate_invoice",
     ExitStatus.JOURNAL_ERROR: "journal_error",
 }
 
@@ -193,22 +194,29 @@ def echo_error(env: Environment, lang: str, exc: BaseException) -> ExitStatus:
 
 
 @contextlib.contextmanager
-def _wire_log(env: Environment, verbose: int) -> Iterator[None]:
-    """``-v``: the wire log (request line, raw reply; cards already masked) on stderr."""
-    if not verbose:
-        yield
-        return
-    logger = logging.getLogger("ecrlink.wire")
-    handler = logging.StreamHandler(env.err)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+def _logs(env: Environment, verbose: int) -> Iterator[None]:
+    """The library's warnings on stderr, one line each; ``-v`` adds the wire log
+    (request line, raw reply; cards already masked)."""
+    loud = logging.StreamHandler(env.err)
+    loud.setLevel(logging.WARNING)
+    loud.setFormatter(logging.Formatter("ecrlink: %(levelname)s: %(message)s"))
+    loggers = [(logging.getLogger("ecrlink"), loud, logging.WARNING)]
+    if verbose:
+        wire = logging.StreamHandler(env.err)
+        wire.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        loggers.append((logging.getLogger("ecrlink.wire"), wire, logging.DEBUG))
+    saved = [(logger, logger.level, logger.propagate) for logger, _, _ in loggers]
+    for logger, handler, level in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        for (logger, handler, _), (_, level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def command_options(
@@ -239,7 +247,7 @@ def command_options(
                 timeout=kwargs.pop("timeout", None),
             )
             try:
-                with _wire_log(env, session.verbose):
+                with _logs(env, session.verbose):
                     status = f(session, **kwargs)
             except EcrError as exc:
                 status = echo_error(env, session.lang, exc)

@@ -116,6 +116,9 @@ def result_panel(result: Result, lang: str) -> Panel:
             grid.add_row(text("detail", lang), Text(result.detail))
     if result.journal_id is not None:
         grid.add_row(text("journal_id", lang), Text(str(result.journal_id)))
+    if result.unrecorded:
+        grid.add_row(Text("!", style="bold red"),
+                     Text(f"{text('unrecorded', lang)}: {result.unrecorded}", style="bold red"))
     body: Any = grid
     if result.outcome is Outcome.UNKNOWN and result.journal_id is not None:
         hint = Text(text("resolve_hint", lang, id=result.journal_id), style="bold")

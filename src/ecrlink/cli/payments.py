@@ -68,7 +68,7 @@ def _run(
 
 def _interrupted(session: Session, pos: Terminal) -> ExitStatus:
     """Ctrl-C: the client has written the entry as in doubt; say so, exit 3."""
-    ids = [e.id for e in pos.journal.unresolved(pos.url)] if pos.journal else []
+    ids = [e.id for e in pos.journal.unresolved(pos.terminal)] if pos.journal else []
     if not ids and pos.journal is not None:
         # Nothing was journaled as open: the request never left (e.g. waiting for the lock).
         session.env.err.write("\n")
@@ -103,6 +103,10 @@ _EPILOG = EXIT_CODES_HELP
     "--force", is_flag=True,
     help="Charge even though an earlier payment is still in doubt (check it first!).",
 )
+@click.option(
+    "--allow-duplicate", is_flag=True,
+    help="Charge although this --invoice was already paid today (e.g. a split payment).",
+)
 @command_options()
 def sale(
     session: Session,
@@ -112,6 +116,7 @@ def sale(
     fields: tuple[str, ...],
     transliterate: bool,
     force: bool,
+    allow_duplicate: bool,
 ) -> ExitStatus:
     """Charge AMOUNT VND on the card terminal and wait for the customer."""
     value = parse_amount(amount)
@@ -126,7 +131,8 @@ def sale(
 
     def send(pos: Terminal) -> Result:
         return pos.sale(
-            value, invoice=invoice, reference=reference, fields=extra or None, force=force
+            value, invoice=invoice, reference=reference, fields=extra or None, force=force,
+            allow_duplicate=allow_duplicate,
         )
 
     return _run(session, send, "waiting_card", transliterate=transliterate)

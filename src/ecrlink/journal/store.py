@@ -93,6 +93,7 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE entries ADD COLUMN mark_before TEXT;
     ALTER TABLE entries ADD COLUMN mark_at TEXT;
     ALTER TABLE entries ADD COLUMN deadline TEXT;
+    CREATE INDEX entries_invoice ON entries (f3, created_at);
     CREATE TABLE terminals (
         terminal      TEXT PRIMARY KEY,
         mark          TEXT,
@@ -509,17 +510,52 @@ class Journal:
         yield from self._select(" AND ".join(clauses), tuple(params), "ORDER BY id")
 
     def unresolved(self, terminal: str | None = None) -> list[Entry]:
-        """Sales and voids whose outcome is not known yet (on one terminal, or all)."""
+        """Sales and voids whose outcome is not known yet (on one terminal, or all).
+
+        For one terminal, the in-doubt ones of its twins (other names that answered
+        with the same TID and serial number) are included: asking the device through
+        this name settles them too.
+        """
         where = f"state IN ({_OPEN}) AND command IN ('sale', 'void')"
-        params: tuple[Any, ...] = ()
-        if terminal is not None:
-            where += " AND terminal = ?"
-            params = (terminal,)
-        return self._select(where, params, "ORDER BY id")
+        if terminal is None:
+            return self._select(where, (), "ORDER BY id")
+        twins = self._twins(terminal)
+        return self._select(
+            f"{where} AND (terminal = ? OR (state = 'in_doubt' AND terminal IN "
+            f"({','.join('?' * len(twins))})))", (terminal, *twins), "ORDER BY id",
+        )
 
     def open_entries(self, terminal: str) -> list[Entry]:
-        """Every command on ``terminal`` whose outcome is not known yet, oldest first."""
-        return self._select(f"terminal = ? AND state IN ({_OPEN})", (terminal,), "ORDER BY id")
+        """Every command on ``terminal`` or a twin whose outcome is not known yet."""
+        names = (terminal, *self._twins(terminal))
+        return self._select(
+            f"terminal IN ({','.join('?' * len(names))}) AND state IN ({_OPEN})", names,
+            "ORDER BY id",
+        )
+
+    def paid_invoice(self, invoice: str, since: datetime) -> Entry | None:
+        """The latest sale for ``invoice`` (F3) approved since ``since``, on any terminal."""
+        found = self._select(
+            "f3 = ? AND created_at >= ? AND command = 'sale' AND state IN "
+            "('approved', 'amount_mismatch')",
+            (invoice, since.astimezone(UTC).isoformat(timespec="microseconds")),
+            "ORDER BY id DESC LIMIT 1",
+        )
+        return found[0] if found else None
+
+    def _twins(self, terminal: str) -> list[str]:
+        """Other names of the same device: the same TID and serial number answered."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT b.terminal FROM terminals a JOIN terminals b ON a.tid = b.tid "
+                    "AND COALESCE(a.pos_serial, '') = COALESCE(b.pos_serial, '') "
+                    "WHERE a.terminal = ? AND a.tid IS NOT NULL AND b.terminal != a.terminal",
+                    (terminal,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
+        return [row[0] for row in rows]
 
     def terminals(self) -> list[str]:
         """Every terminal the journal has seen."""

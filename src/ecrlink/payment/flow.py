@@ -35,8 +35,10 @@ from typing import Any, Generic, TypeVar
 from .._exceptions import (
     ConnectError,
     ConnectTimeout,
+    DuplicateInvoice,
     EcrError,
     InDoubtPending,
+    JournalError,
     NotTerminalReply,
     RemoteProtocolError,
     TerminalBusy,
@@ -45,6 +47,7 @@ from .._exceptions import (
 from ..journal.records import Entry, ResolvedBy, TerminalProfile
 from ..journal.store import Journal
 from ..protocol import (
+    VIETNAM_TIME,
     LastTrans,
     Outcome,
     Request,
@@ -151,6 +154,8 @@ class Settings:
     status_timeout: float
     recovery_timeout: float
     journaled: bool
+    duplicate_window: float | None = None
+    """Seconds a paid invoice blocks a new sale for it; None: the business day."""
 
 
 class Flows:
@@ -169,8 +174,10 @@ class Flows:
 
     # --- entry points ----------------------------------------------------------------
 
-    def send(self, request: Request, force: bool) -> Flow[Result]:
-        """Under the lock: recover crash leftovers, apply the guard, exchange."""
+    def send(
+        self, request: Request, force: bool = False, allow_duplicate: bool = False
+    ) -> Flow[Result]:
+        """Under the lock: recover crash leftovers, apply the guards, exchange."""
         open_ = yield from self._orphans()
         if open_:
             yield from self._resolve_all(patient=False)
@@ -183,6 +190,8 @@ class Flows:
                 "resolve) before a new sale, or pass force=True",
                 ids,
             )
+        if isinstance(request, Sale) and request.invoice and not allow_duplicate:
+            yield from self._refuse_paid_invoice(request.invoice)
         mark: tuple[Mark | None, datetime | None] = (None, None)
         if isinstance(request, Sale | Void) and self.settings.journaled:
             mark = yield from self._mark_before()
@@ -192,6 +201,25 @@ class Flows:
         """Under the lock: crash leftovers become in doubt, then all are resolved."""
         yield from self._orphans()
         return (yield from self._resolve_all(patient=True))
+
+    def _refuse_paid_invoice(self, invoice: str) -> Flow[None]:
+        """``DuplicateInvoice`` if the journal shows ``invoice`` approved in the window."""
+        now = self._clock()
+        window = self.settings.duplicate_window
+        if window is None:  # since midnight, Vietnam time: the shop's business day
+            since = now.astimezone(VIETNAM_TIME).replace(hour=0, minute=0, second=0,
+                                                         microsecond=0)
+        else:
+            since = now - timedelta(seconds=window)
+        paid = yield from self._store(lambda j: j.paid_invoice(invoice, since), None)
+        if paid is not None:
+            raise DuplicateInvoice(
+                f"invoice {invoice} was already paid: journal entry {paid.id}, "
+                f"{paid.charged_amount or paid.amount} VND on {paid.terminal}, receipt "
+                f"{paid.receipt_no or '?'}, {paid.created_at.astimezone(VIETNAM_TIME):%H:%M}; "
+                "pass allow_duplicate=True (--allow-duplicate) to charge it again",
+                paid.id,
+            )
 
     # --- journal access ----------------------------------------------------------------
 
@@ -204,13 +232,14 @@ class Flows:
     def _orphans(self) -> Flow[list[Entry]]:
         """Crash leftovers become in doubt; return the sales and voids still open.
 
-        One indexed query in the common case (nothing open): this runs before every
-        command.
+        Open entries of a twin (the same device under another name) count for the
+        guard, but only this name's lock holder may call them leftovers. One indexed
+        query in the common case (nothing open): this runs before every command.
         """
         terminal = self.settings.terminal
         none: list[Entry] = []
         open_ = yield from self._store(lambda j: j.open_entries(terminal), none)
-        if any(e.state.value in ("pending", "sent") for e in open_):
+        if any(e.terminal == terminal and e.state.value in ("pending", "sent") for e in open_):
             yield from self._store(lambda j: j.orphans_to_in_doubt(terminal), 0)
             open_ = yield from self._store(lambda j: j.open_entries(terminal), none)
         return [e for e in open_ if e.command in ("sale", "void")]
@@ -272,14 +301,13 @@ class Flows:
             bound = self._clock() + timedelta(seconds=settings.recovery_timeout)
             return (yield from self._settle(attempt, entry_id, note, bound))
         learned = self._learn_from_reply(request, result, mark, mark_at)
-        yield from self._record(
-            entry_id, Event.SENT, _REPLY_EVENT[result.outcome], result=result,
+        yield from self._record_answer(
+            entry_id, result, Event.SENT, _REPLY_EVENT[result.outcome], result=result,
             by=ResolvedBy.REPLY, charged_amount=_charged(result), learned=learned,
             # The answer to a sale or void can be asked for again (last trans): its
             # commit need not wait for the disk. See ecrlink.journal.store.
             fsync=not isinstance(request, Sale | Void),
         )
-        result.journal_id = entry_id
         return result
 
     def _timeout_for(self, request: Request) -> float:
@@ -346,6 +374,24 @@ class Flows:
     def _record(self, entry_id: int | None, *events: Event, **details: Any) -> Flow[None]:
         if entry_id is not None:
             yield from self._store(lambda j: j.record(entry_id, *events, **details), None)
+
+    def _record_answer(
+        self, entry_id: int | None, answer: Result, *events: Event, **details: Any
+    ) -> Flow[None]:
+        """Record what the terminal answered; if the journal cannot, still give it back.
+
+        The terminal's answer is never hidden behind a journal error (the cashier
+        would charge again): ``answer.unrecorded`` says why, the pending entry stays,
+        and the next recovery settles it with ``last trans``.
+        """
+        answer.journal_id = entry_id
+        try:
+            yield from self._record(entry_id, *events, **details)
+        except JournalError as exc:
+            answer.unrecorded = str(exc)
+            log.error("%s: the terminal answered %s (request %s) but the journal could not "
+                      "record it: %s", self.settings.terminal, answer.outcome.value,
+                      answer.request_id, exc)
 
     # --- recovery ----------------------------------------------------------------------
 
@@ -425,21 +471,24 @@ class Flows:
         verdict = judgement.verdict
         t = last.transaction
         charged = t.amount if t is not None and verdict is not Verdict.NOT_APPROVED else None
-        yield from self._record(
-            entry_id, _PROOF_EVENT[verdict], result=last if charged is not None else None,
-            by=ResolvedBy.LAST_TRANS, note=detail, charged_amount=charged, learned=learned,
-        )
         if verdict is Verdict.NOT_APPROVED:
             # No reply of its own: status None says the terminal never answered this request.
-            return Result(
+            result = Result(
                 command=attempt.command, status=None, outcome=Outcome.DECLINED,
-                request_id=attempt.request_id, detail=detail, journal_id=entry_id,
+                request_id=attempt.request_id, detail=detail,
             )
-        outcome = Outcome.APPROVED if verdict is Verdict.APPROVED else Outcome.AMOUNT_MISMATCH
-        return replace(
-            last, command=attempt.command, outcome=outcome, request_id=attempt.request_id,
-            detail=detail, journal_id=entry_id,
+        else:
+            result = replace(
+                last, command=attempt.command, request_id=attempt.request_id, detail=detail,
+                outcome=Outcome.APPROVED if verdict is Verdict.APPROVED
+                else Outcome.AMOUNT_MISMATCH,
+            )
+        yield from self._record_answer(
+            entry_id, result, _PROOF_EVENT[verdict],
+            result=last if charged is not None else None, by=ResolvedBy.LAST_TRANS,
+            note=detail, charged_amount=charged, learned=learned,
         )
+        return result
 
     def _resolve_all(self, *, patient: bool) -> Flow[list[Result]]:
         """Ask ``last trans`` about every unresolved payment on this terminal."""

@@ -194,6 +194,9 @@ class Result:
     detail: str | None = None
     """Why the outcome is what it is when the terminal did not say (e.g. a timeout)."""
     journal_id: int | None = None
+    unrecorded: str | None = None
+    """Why the journal could not record this answer (disk full, ...): it is still the
+    terminal's answer, and the pending entry is settled by the next recovery."""
 
     @property
     def approved(self) -> bool:
@@ -257,6 +260,7 @@ class Result:
             "request_id": self.request_id,
             "client_id": self.client_id,
             "journal_id": self.journal_id,
+            "unrecorded": self.unrecorded,
             "transaction": self.transaction.to_dict() if self.transaction else None,
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .._exceptions import ConfigError
 from .base import AsyncTransport, OnSent, Transport
 from .http import AsyncHttpTransport, HttpTransport, certificate_fingerprint
+from .identity import check_scheme, is_serial_url, terminal_key
 from .serial import AsyncSerialTransport, SerialTransport, serial_port_from_url
 
 __all__ = [
@@ -24,33 +25,14 @@ __all__ = [
     "open_async_transport",
     "open_transport",
     "serial_port_from_url",
+    "terminal_key",
 ]
-
-_SERIAL_PREFIXES = ("serial:", "socket://", "rfc2217://", "loop://", "/dev/")
-
-
-def is_serial_url(url: str) -> bool:
-    """True for URLs that name a serial line rather than an HTTP terminal."""
-    return url.startswith(_SERIAL_PREFIXES) or url.upper().startswith("COM")
-
-
-def _check_scheme(url: str) -> None:
-    if not isinstance(url, str) or not url:
-        raise ConfigError("terminal URL: must be a non-empty string")
-    if url.startswith(("http://", "https://")) or is_serial_url(url):
-        return
-    scheme = url.split(":", 1)[0] if ":" in url else url
-    raise ConfigError(
-        f"terminal URL: unknown scheme {scheme!r}; use http://, https://, serial:, "
-        "socket:// or rfc2217://"
-    )
-
 
 def open_transport(
     url: str, *, connect_timeout: float = 5.0, tls_fingerprint: str | None = None
 ) -> Transport:
     """A blocking transport for ``url``."""
-    _check_scheme(url)
+    check_scheme(url)
     if is_serial_url(url):
         if tls_fingerprint is not None:
             raise ConfigError("tls_fingerprint: only meaningful with an https:// URL")
@@ -62,7 +44,7 @@ def open_async_transport(
     url: str, *, connect_timeout: float = 5.0, tls_fingerprint: str | None = None
 ) -> AsyncTransport:
     """An asyncio transport for ``url``."""
-    _check_scheme(url)
+    check_scheme(url)
     if is_serial_url(url):
         if tls_fingerprint is not None:
             raise ConfigError("tls_fingerprint: only meaningful with an https:// URL")
