@@ -6,6 +6,7 @@ import json
 import re
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -298,3 +299,24 @@ def test_amount_mismatch_exits_11_and_says_what_was_charged(
         State.AMOUNT_MISMATCH, 150000, 650000)
     vi = run("sale", "150000", "-t", server.url, "--lang", "vi")
     assert vi.exit_code == 11 and "SAI SỐ TIỀN" in vi.stdout
+
+
+def test_a_paid_invoice_exits_12_and_names_the_payment(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url).exit_code == 0
+    again = run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url, "--lang", "en")
+    assert again.exit_code == ExitStatus.DUPLICATE_INVOICE == 12
+    assert "HD-TWICE" in again.stderr and "already paid" in again.stderr
+    vi = run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url, "--lang", "vi")
+    assert vi.exit_code == 12 and "đã được thanh toán" in vi.stderr
+    forced = run("sale", "81000", "--invoice", "HD-TWICE", "--allow-duplicate",
+                 "-t", sim.http_url)
+    assert forced.exit_code == 0
+    config = tmp_path / "config.toml"
+    config.write_text("duplicate_window = 0.01\n")
+    monkeypatch.setenv("ECRLINK_CONFIG", str(config))
+    assert run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url).exit_code == 0
+    config.write_text("duplicate_window = -1\n")
+    bad = run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url)
+    assert bad.exit_code == ExitStatus.BAD_INPUT and "duplicate_window" in bad.stderr

@@ -10,6 +10,9 @@
     timeout = 180            # seconds the customer may take
     connect_timeout = 5
 
+and, at the top, ``duplicate_window = 3600`` (seconds an approved invoice blocks a
+new sale for it; default: the current business day).
+
 It lives at ``$ECRLINK_CONFIG`` if set, else in the platform's config directory
 (``config_path``). A missing file is an empty configuration; a broken one is a
 ``ConfigError`` naming the file and the key, because a typo in a terminal's URL must
@@ -62,6 +65,8 @@ class Config:
     path: Path
     terminals: Mapping[str, TerminalConfig] = field(default_factory=dict)
     default_terminal: str | None = None
+    duplicate_window: float | None = None
+    """Seconds an approved invoice blocks another sale for it (None: the business day)."""
 
 
 def config_path(
@@ -122,10 +127,11 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    unknown = sorted(set(doc) - {"terminals", "default_terminal"})
+    unknown = sorted(set(doc) - {"terminals", "default_terminal", "duplicate_window"})
     if unknown:
         raise ConfigError(
-            f"{path}: unknown key {unknown[0]!r} (known: default_terminal, terminals)"
+            f"{path}: unknown key {unknown[0]!r} (known: default_terminal, "
+            "duplicate_window, terminals)"
         )
     tables = doc.get("terminals", {})
     if not isinstance(tables, dict):
@@ -134,7 +140,12 @@ def load_config(path: Path) -> Config:
     default = doc.get("default_terminal")
     if default is not None and not isinstance(default, str):
         raise ConfigError(f"{path}: default_terminal must be a string")
-    return Config(path, terminals, default)
+    window = doc.get("duplicate_window")
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, int | float) or window <= 0
+    ):
+        raise ConfigError(f"{path}: duplicate_window must be a positive number of seconds")
+    return Config(path, terminals, default, None if window is None else float(window))
 
 
 def _looks_like_url(text: str) -> bool:

@@ -137,7 +137,8 @@ class Session:
         client_id = self.client_id or target.client_id or DEFAULT_CLIENT_ID
         return Terminal(
             target.url, client_id=client_id, journal=self.journal_option(),
-            transliterate=transliterate, **timeouts,
+            transliterate=transliterate, duplicate_window=self.config().duplicate_window,
+            **timeouts,
         )
 
     def print_json(self, data: object) -> None:
