@@ -134,3 +134,17 @@ def test_answering_last_trans_while_paying_never_turns_into_a_lost_payment(make:
     [late] = pos.recover()
     assert late.outcome is Outcome.APPROVED, late.detail
     assert ledger_status(sim, request_id) is RecordStatus.APPROVED
+
+
+@pytest.mark.parametrize(("firmware", "echoes"), [("v201", False), ("echo", True)])
+def test_the_journal_learns_what_the_terminal_is(
+    make: Make, firmware: str, echoes: bool
+) -> None:
+    sim, pos = make(firmware=firmware)
+    assert pos.journal is not None
+    profile = pos.journal.profile(pos.terminal)
+    identity = sim.state()
+    assert (profile.echoes, profile.tid, profile.pos_serial) == (
+        echoes, identity["tid"], identity["pos_serial"])
+    assert profile.clock_offset is not None and abs(profile.clock_offset) < 5
+    assert profile.mark_valid and profile.mark is not None
