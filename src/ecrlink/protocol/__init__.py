@@ -2,7 +2,9 @@
 
 Requests encode to the exact request line; replies parse into typed results; the
 framer finds the end of a reply in an unframed byte stream; the return-code table
-says what a code means and what to do. Both the client and the simulator use it.
+says what a code means and what to do. ``approval`` holds the one strict rule of what
+a clean approval is, ``cards`` the one rule of how card numbers are masked. Both the
+client and the simulator use it.
 """
 
 from .approval import APPROVED_CODE, approval_conflicts, return_code_text
