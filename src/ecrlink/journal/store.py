@@ -116,6 +116,12 @@ _COLUMNS = (
     "charged_amount, mark_before, mark_at, deadline"
 )
 _OPEN = ",".join(f"'{s.value}'" for s in sorted(OPEN_STATES))
+# Other names of the same device: they answered with the same TID and serial number.
+_TWINS = (
+    "(SELECT b.terminal FROM terminals a JOIN terminals b ON a.tid = b.tid "
+    "AND COALESCE(a.pos_serial, '') = COALESCE(b.pos_serial, '') "
+    "WHERE a.terminal = ? AND a.tid IS NOT NULL AND b.terminal != a.terminal)"
+)
 _PROFILE_COLUMNS = ("mark", "mark_at", "mark_valid", "echoes", "clock_offset", "tid",
                     "pos_serial")
 
@@ -519,18 +525,16 @@ class Journal:
         where = f"state IN ({_OPEN}) AND command IN ('sale', 'void')"
         if terminal is None:
             return self._select(where, (), "ORDER BY id")
-        twins = self._twins(terminal)
         return self._select(
-            f"{where} AND (terminal = ? OR (state = 'in_doubt' AND terminal IN "
-            f"({','.join('?' * len(twins))})))", (terminal, *twins), "ORDER BY id",
+            f"{where} AND (terminal = ? OR (state = 'in_doubt' AND terminal IN {_TWINS}))",
+            (terminal, terminal), "ORDER BY id",
         )
 
     def open_entries(self, terminal: str) -> list[Entry]:
         """Every command on ``terminal`` or a twin whose outcome is not known yet."""
-        names = (terminal, *self._twins(terminal))
         return self._select(
-            f"terminal IN ({','.join('?' * len(names))}) AND state IN ({_OPEN})", names,
-            "ORDER BY id",
+            f"state IN ({_OPEN}) AND (terminal = ? OR terminal IN {_TWINS})",
+            (terminal, terminal), "ORDER BY id",
         )
 
     def paid_invoice(self, invoice: str, since: datetime) -> Entry | None:
@@ -542,20 +546,6 @@ class Journal:
             "ORDER BY id DESC LIMIT 1",
         )
         return found[0] if found else None
-
-    def _twins(self, terminal: str) -> list[str]:
-        """Other names of the same device: the same TID and serial number answered."""
-        with self._lock:
-            try:
-                rows = self._db.execute(
-                    "SELECT b.terminal FROM terminals a JOIN terminals b ON a.tid = b.tid "
-                    "AND COALESCE(a.pos_serial, '') = COALESCE(b.pos_serial, '') "
-                    "WHERE a.terminal = ? AND a.tid IS NOT NULL AND b.terminal != a.terminal",
-                    (terminal,),
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
-        return [row[0] for row in rows]
 
     def terminals(self) -> list[str]:
         """Every terminal the journal has seen."""

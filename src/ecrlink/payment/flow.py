@@ -60,7 +60,7 @@ from ..protocol import (
     parse_reply,
 )
 from .proof import Attempt, Judgement, Mark, Verdict, judge
-from .states import Event
+from .states import Event, State
 
 __all__ = [
     "MARK_MAX_AGE",
@@ -86,6 +86,9 @@ used the terminal's keypad meanwhile)."""
 # never got the request. (A transport raises ConnectError/ConnectTimeout only before
 # the first byte leaves.)
 _NOT_SENT = (ConnectError, ConnectTimeout)
+
+# What a crashed process leaves: written down, maybe sent, no answer recorded.
+_LEFTOVERS = (State.PENDING, State.SENT)
 
 _REPLY_EVENT = {
     Outcome.APPROVED: Event.REPLY_APPROVED,
@@ -239,7 +242,7 @@ class Flows:
         terminal = self.settings.terminal
         none: list[Entry] = []
         open_ = yield from self._store(lambda j: j.open_entries(terminal), none)
-        if any(e.terminal == terminal and e.state.value in ("pending", "sent") for e in open_):
+        if any(e.terminal == terminal and e.state in _LEFTOVERS for e in open_):
             yield from self._store(lambda j: j.orphans_to_in_doubt(terminal), 0)
             open_ = yield from self._store(lambda j: j.open_entries(terminal), none)
         return [e for e in open_ if e.command in ("sale", "void")]
