@@ -381,8 +381,8 @@ class AsyncTerminal(_TerminalBase):
 
         A cancellation that arrives while a journal call runs is held until the call
         has finished and its result is in the flow, then thrown in at the flow's next
-        step: the flow always knows what it wrote (a pending row it does not know of
-        would be left in doubt for nothing).
+        step (or raised, if that call was the last): the flow always knows what it
+        wrote (a pending row it does not know of would be left in doubt for nothing).
         """
         cancelled: BaseException | None = None
         try:
@@ -407,6 +407,8 @@ class AsyncTerminal(_TerminalBase):
                 else:
                     step = flow.send(value)
         except StopIteration as done:
+            if cancelled is not None:
+                raise cancelled from None  # the flow ended on that journal call
             result: T = done.value
             return result
 
