@@ -451,17 +451,22 @@ class AsyncHttpTransport(AsyncTransport):
 
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            verify: ssl.SSLContext | bool = True
-            if self._common.fingerprint:
-                verify = await asyncio.to_thread(self._common.pinned_context)
-            self._client = httpx.AsyncClient(
-                base_url=self._common.base_url,
-                headers=_HEADERS,
-                verify=verify,
-                limits=httpx.Limits(max_keepalive_connections=0),
-                trust_env=False,
-            )
+            # Built in a worker thread: loading the CA bundle (even for http://) blocks
+            # for tens of milliseconds, and far longer on a busy register PC.
+            self._client = await asyncio.to_thread(self._new_client)
         return self._client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        verify: ssl.SSLContext | bool = True
+        if self._common.fingerprint:
+            verify = self._common.pinned_context()
+        return httpx.AsyncClient(
+            base_url=self._common.base_url,
+            headers=_HEADERS,
+            verify=verify,
+            limits=httpx.Limits(max_keepalive_connections=0),
+            trust_env=False,
+        )
 
     async def exchange(
         self, line: str, *, timeout: float, on_sent: OnSent | None = None
