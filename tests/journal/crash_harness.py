@@ -47,7 +47,7 @@ BANK_DELAY = 0.15
 # The child: sells until killed, one sale in three declined (…051). In a chosen phase
 # the second sale kills itself at the exact moment by wrapping the transport. A sale
 # refused because an earlier payment is in doubt waits and recovers, as a cashier
-# would with `ecrlink journal recover`.
+# would with `ecrlink journal recover`; one refused as busy is tried again.
 CHILD = r"""
 import os, signal, sys, threading, time
 import ecrlink
@@ -86,6 +86,9 @@ while True:
     except ecrlink.InDoubtPending:
         time.sleep(0.2)
         pos.recover()
+        continue
+    except ecrlink.TerminalBusy:  # still finishing what the last child left: try again
+        time.sleep(0.2)
         continue
     i += 1
 """
