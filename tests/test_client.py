@@ -83,3 +83,35 @@ def test_timeouts_must_be_positive_and_finite(kwargs: dict[str, object]) -> None
 def test_client_id_is_validated() -> None:
     with pytest.raises(FieldError, match="client_id"):
         Terminal("http://127.0.0.1:1", client_id="a|b")
+
+
+def test_an_approval_for_another_amount_found_by_recovery_is_a_mismatch_too(
+    raw_server: Start,
+) -> None:
+    """The sale's reply is lost; last trans shows our requestId approved for 65,000."""
+
+    def handler(conn: socket.socket, request: bytes) -> None:
+        line = request.split(b" ")[1].decode()
+        rid, cid = line.split("rqt=")[1].split("&")[0].split("|")
+        if "cmd=sale" in line:
+            handler.sale_id = rid  # type: ignore[attr-defined]
+            return  # the connection closes without a reply
+        info = {"transType": "1", "amount": "65000", "returnCode": "00", "STAN": "000009",
+                "receiptNo": "9", "batchNo": "1", "refNo": "R9", "approvalCode": "A9",
+                "transStatus": "APPROVE"}
+        sale_id = getattr(handler, "sale_id", None)
+        if sale_id:
+            info.update(requestId=sale_id, clientId=cid)
+        conn.sendall(http_reply(json.dumps({
+            "requestId": rid, "clientId": cid, "command": "last_trans", "status": "DONE",
+            "transInfo": info}).encode()))
+
+    server = raw_server(handler)
+    with Terminal(server.url, recovery_timeout=2) as pos:
+        result = pos.sale(15_000)
+    assert result.outcome is Outcome.AMOUNT_MISMATCH and not result.approved, result.detail
+    assert result.transaction is not None and result.transaction.amount == 65_000
+    assert pos.journal is not None and result.journal_id is not None
+    entry = pos.journal.get(result.journal_id)
+    assert (entry.state, entry.amount, entry.charged_amount) == (
+        State.AMOUNT_MISMATCH, 15_000, 65_000)
