@@ -96,7 +96,7 @@ class _RequestIds:
 
 
 class _TerminalBase:
-    """Everything a terminal client decides, without the I/O."""
+    """What both clients share: settings, request building, the lock and the flows."""
 
     def __init__(
         self,
