@@ -109,6 +109,9 @@ NOT_CLEAN: dict[str, Callable[[str], dict[str, object]]] = {
     "inner id of another request": lambda rid: {
         **{k: v for k, v in _approval(rid, **{"info.requestId": "other"}).items()
            if k != "requestId"}},
+    "51 beside transStatus APPROVE": lambda rid: _approval(rid, **{"info.returnCode": "51"}),
+    "a decline for another register": lambda rid: _approval(
+        rid, clientId="QUAY9", **{"info.returnCode": "51", "info.transStatus": "DECLINE"}),
     "only returnCode and amount": lambda rid: {
         "status": "DONE", "command": "sale",
         "transInfo": {"returnCode": "00", "amount": "123456"}},
@@ -116,7 +119,7 @@ NOT_CLEAN: dict[str, Callable[[str], dict[str, object]]] = {
 
 
 @pytest.mark.parametrize("case", NOT_CLEAN)
-def test_a_reply_that_is_not_a_clean_approval_is_never_approved(
+def test_a_reply_that_is_not_clean_is_never_approved_nor_declined(
     raw_server: Start, tmp_path: Path, case: str
 ) -> None:
     server = raw_server(answering(lambda rid: json.dumps(NOT_CLEAN[case](rid)).encode()))

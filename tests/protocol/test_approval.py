@@ -204,3 +204,18 @@ def test_a_settlement_without_return_code_needs_approve_and_its_batch() -> None:
 def test_conflicts_never_raise_for_any_command(request_: Request) -> None:
     for raw in [sale_reply(), *(raw for raw, _ in CONFLICTS.values())]:
         assert isinstance(approval_conflicts(parse_reply(raw), request_), list)
+
+
+def test_a_decline_is_believed_only_when_it_is_ours_and_consistent() -> None:
+    from ecrlink.protocol.approval import decline_conflicts
+
+    raw = fixture_bytes("sale_declined_55.json")
+    mine = Sale.build(690000, request_id="Request:001", client_id="UserName:Manh123")
+    assert decline_conflicts(parse_reply(raw), mine) == []
+    approve = parse_reply(raw.replace(b'"DECLINE"', b'"APPROVE"'))
+    assert decline_conflicts(approve, mine) == ["transStatus is 'APPROVE' beside returnCode '55'"]
+    theirs = Sale.build(690000, request_id="Request:001", client_id="QUAY9")
+    assert decline_conflicts(parse_reply(raw), theirs) == [
+        "clientId is 'UserName:Manh123', not ours"]
+    with pytest.raises(ConflictingReply, match="says declined"):
+        check_answers(approve, mine)

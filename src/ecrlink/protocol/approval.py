@@ -37,6 +37,12 @@ be trusted, which the client resolves like a lost reply (``last trans``, in doub
   of those four; a settlement has its batchNo. A reply with only a returnCode and an
   amount proves nothing.
 
+**A clean decline** is believed only if it is ours and says so consistently: no
+``transStatus`` APPROVE beside a code other than ``00`` (that may be an approval),
+and our requestId and clientId wherever it carries them (``decline_conflicts``). A
+decline that fails this is in doubt too: believing a decline that was not ours, or
+that was an approval, makes the cashier charge the card again.
+
 An approval for *another amount* than requested is not a conflict here: it is a
 charge, reported as its own outcome by ``check_answers``. A sale approval with *no*
 amount is a conflict: nobody can say what was charged.
@@ -53,7 +59,13 @@ from .requests import Command, LastTrans, Request, Sale, Settle
 if TYPE_CHECKING:
     from .replies import Result
 
-__all__ = ["APPROVED_CODE", "TRANS_TYPES", "approval_conflicts", "return_code_text"]
+__all__ = [
+    "APPROVED_CODE",
+    "TRANS_TYPES",
+    "approval_conflicts",
+    "decline_conflicts",
+    "return_code_text",
+]
 
 APPROVED_CODE = "00"
 """The one return code that means approved."""
@@ -134,10 +146,7 @@ def approval_conflicts(result: Result, request: Request) -> list[str]:
         and t is not None and t.trans_status == "APPROVE"
     ):
         reasons.append(f"returnCode is {code!r}, not '00'")
-    if result.request_id is not None and result.request_id != request.request_id:
-        reasons.append(f"requestId is {result.request_id[:30]!r}, not ours")
-    if result.client_id is not None and result.client_id != request.client_id:
-        reasons.append(f"clientId is {result.client_id[:30]!r}, not ours")
+    reasons += _id_conflicts(result, request)
     if t is None:
         reasons.append("no transInfo")
         return reasons
@@ -149,11 +158,6 @@ def approval_conflicts(result: Result, request: Request) -> list[str]:
             f"transType is {t.trans_type[:20]!r}, not {' or '.join(sorted(allowed))} "
             f"({command.value})"
         )
-    if not isinstance(request, LastTrans):
-        if t.request_id is not None and t.request_id != request.request_id:
-            reasons.append(f"transInfo.requestId is {t.request_id[:30]!r}, not ours")
-        if t.client_id is not None and t.client_id != request.client_id:
-            reasons.append(f"transInfo.clientId is {t.client_id[:30]!r}, not ours")
     if isinstance(request, Settle):
         if t.batch_no is None:
             reasons.append("transInfo has no batchNo")
@@ -162,4 +166,30 @@ def approval_conflicts(result: Result, request: Request) -> list[str]:
         reasons.append("transInfo has no amount")
     if t.approval_code is None and t.ref_no is None and t.receipt_no is None and t.stan is None:
         reasons.append(f"transInfo has none of {', '.join(_IDENTIFIERS)}")
+    return reasons
+
+
+def decline_conflicts(result: Result, request: Request) -> list[str]:
+    """Why a reply that ``parse_reply`` classed as declined cannot be believed; empty if
+    it can (see the module docstring)."""
+    reasons = _id_conflicts(result, request)
+    t = result.transaction
+    if t is not None and t.trans_status == "APPROVE":
+        reasons.append(f"transStatus is 'APPROVE' beside returnCode {result.return_code!r}")
+    return reasons
+
+
+def _id_conflicts(result: Result, request: Request) -> list[str]:
+    """Our requestId and clientId, wherever the reply carries them."""
+    reasons: list[str] = []
+    if result.request_id is not None and result.request_id != request.request_id:
+        reasons.append(f"requestId is {result.request_id[:30]!r}, not ours")
+    if result.client_id is not None and result.client_id != request.client_id:
+        reasons.append(f"clientId is {result.client_id[:30]!r}, not ours")
+    t = result.transaction
+    if t is not None and not isinstance(request, LastTrans):
+        if t.request_id is not None and t.request_id != request.request_id:
+            reasons.append(f"transInfo.requestId is {t.request_id[:30]!r}, not ours")
+        if t.client_id is not None and t.client_id != request.client_id:
+            reasons.append(f"transInfo.clientId is {t.client_id[:30]!r}, not ours")
     return reasons

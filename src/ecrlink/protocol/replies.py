@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .._exceptions import ConflictingReply, RemoteProtocolError, ReplyTooLarge, RequestIdMismatch
-from .approval import APPROVED_CODE, approval_conflicts, return_code_text
+from .approval import APPROVED_CODE, approval_conflicts, decline_conflicts, return_code_text
 from .cards import card_last4, field_kind, mask_pan, mask_text
 from .codes import describe
 from .requests import Command, Request, Sale
@@ -522,11 +522,13 @@ def check_answers(result: Result, request: Request) -> Result:
             f"reply is for command {result.command!r}, not {request.command.value!r}",
             result.raw,
         )
-    if result.outcome is Outcome.APPROVED:
-        conflicts = approval_conflicts(result, request)
+    said = {Outcome.APPROVED: ("approved", approval_conflicts),
+            Outcome.DECLINED: ("declined", decline_conflicts)}.get(result.outcome)
+    if said is not None:
+        conflicts = said[1](result, request)
         if conflicts:
             raise ConflictingReply(
-                "reply says approved but is not a clean approval: " + "; ".join(conflicts),
+                f"reply says {said[0]} but cannot be believed: " + "; ".join(conflicts),
                 result.raw,
                 tuple(conflicts),
             )
