@@ -324,8 +324,8 @@ class Flows:
         result = check_answers(parse_reply(raw), request)
         t = result.transaction
         if t is not None and t.card_no_was_unmasked:
-            log.warning("terminal %s sent an unmasked card number; it was masked (%s)",
-                        self.settings.terminal, t.card_no)
+            log.warning("terminal %s sent a full card number; it was masked before being "
+                        "kept, logged or stored", self.settings.terminal)
         if result.outcome is Outcome.AMOUNT_MISMATCH:
             log.error("%s: %s", self.settings.terminal, result.detail)
         return result

@@ -200,7 +200,7 @@ class Result:
 
     @property
     def approved(self) -> bool:
-        """True only for a DONE reply whose return code is ``00``."""
+        """True only for a clean approval of the request (``ecrlink.protocol.approval``)."""
         return self.outcome is Outcome.APPROVED
 
     def message(self, lang: str = "en") -> str:
