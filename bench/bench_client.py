@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import sys
@@ -158,6 +159,8 @@ def bench_mark(sales: int, rounds: int, folder: Path) -> None:
 
 
 def main() -> int:
+    # Terminals keep their lock files in $ECRLINK_HOME: never the user's own.
+    os.environ["ECRLINK_HOME"] = tempfile.mkdtemp(prefix="ecrlink-bench-")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sales", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)

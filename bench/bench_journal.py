@@ -10,6 +10,7 @@ journaled within 1.5x of plain).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from ecrlink.simulator import Simulator
 
 
 def main() -> int:
+    # Terminals keep their lock files in $ECRLINK_HOME: never the user's own.
+    os.environ["ECRLINK_HOME"] = tempfile.mkdtemp(prefix="ecrlink-bench-")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sales", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
