@@ -181,7 +181,7 @@ class _TerminalBase:
         settings = Settings(
             terminal=self.terminal, timeout=self.timeout, status_timeout=self.status_timeout,
             recovery_timeout=self.recovery_timeout, journaled=self.journal is not None,
-            duplicate_window=self.duplicate_window,
+            duplicate_window=self.duplicate_window, connect_timeout=self.connect_timeout,
         )
         return Flows(settings, clock=_utc_now, new_last=self._last)
 

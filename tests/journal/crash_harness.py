@@ -54,7 +54,8 @@ import ecrlink
 
 url, journal, start, phase = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 card, bank = float(sys.argv[5]), float(sys.argv[6])
-pos = ecrlink.Terminal(url, journal=journal, timeout=2, status_timeout=1, recovery_timeout=4)
+pos = ecrlink.Terminal(url, journal=journal, timeout=2, connect_timeout=1, status_timeout=1,
+                       recovery_timeout=4)
 real = pos._transport.exchange
 calls = 0
 
@@ -157,8 +158,8 @@ def run(
             report.phases[phase] += 1
             report.kills += child.returncode == -signal.SIGKILL
         time.sleep(CARD_DELAY + BANK_DELAY)  # let the terminal finish what it was doing
-        with Terminal(sim.http_url, journal=journal_path, timeout=2, status_timeout=1,
-                      recovery_timeout=6) as pos:
+        with Terminal(sim.http_url, journal=journal_path, timeout=2, connect_timeout=1,
+                      status_timeout=1, recovery_timeout=8) as pos:
             pos.recover()
         compare(Journal(journal_path), sim, report)
     return report

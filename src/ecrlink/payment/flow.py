@@ -110,14 +110,20 @@ class Progress:
     before it is a request that provably never reached the terminal.
     """
 
-    __slots__ = ("sent",)
+    __slots__ = ("_clock", "sent_at")
 
-    def __init__(self) -> None:
-        self.sent = False
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self.sent_at: datetime | None = None
+
+    @property
+    def sent(self) -> bool:
+        """True once the request's first byte was about to leave."""
+        return self.sent_at is not None
 
     def mark_sent(self) -> None:
         """Called by the transport just before the request's first byte leaves."""
-        self.sent = True
+        self.sent_at = self._clock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +163,7 @@ class Settings:
     status_timeout: float
     recovery_timeout: float
     journaled: bool
+    connect_timeout: float = 0.0
     duplicate_window: float | None = None
     """Seconds a paid invoice blocks a new sale for it; None: the business day."""
 
@@ -273,7 +280,10 @@ class Flows:
         settings = self.settings
         timeout = self._timeout_for(request)
         sent_at = self._clock()
-        deadline = sent_at + timedelta(seconds=timeout)
+        # Written down before sending: the latest the terminal can still be in this
+        # transaction, as a process that recovers after a crash must assume it (the
+        # reply's own deadline starts once the connection is up).
+        deadline = sent_at + timedelta(seconds=settings.connect_timeout + timeout)
         if wire_log.isEnabledFor(logging.DEBUG):
             wire_log.debug(">>> %s", request.line())
         entry_id: int | None = yield from self._store(
@@ -283,7 +293,7 @@ class Flows:
             ),
             None,
         )
-        progress = Progress()
+        progress = Progress(self._clock)
         try:
             raw = yield Exchange(request.line(), timeout, progress)
             result = self._interpret(request, raw)
@@ -298,7 +308,9 @@ class Flows:
             attempt = Attempt(
                 request_id=request.request_id, command=request.command.value,
                 amount=request.amount if isinstance(request, Sale) else None,
-                sent_at=sent_at, deadline=deadline, mark=mark, mark_at=mark_at,
+                sent_at=sent_at, mark=mark, mark_at=mark_at,
+                # In this process the moment the request left is known exactly.
+                deadline=(progress.sent_at or sent_at) + timedelta(seconds=timeout),
                 **(yield from self._learned()),
             )
             bound = self._clock() + timedelta(seconds=settings.recovery_timeout)
@@ -408,7 +420,9 @@ class Flows:
         """
         request = self._new_last()
         try:
-            raw = yield Exchange(request.line(), self.settings.status_timeout, Progress())
+            raw = yield Exchange(
+                request.line(), self.settings.status_timeout, Progress(self._clock)
+            )
             return self._interpret(request, raw)
         except (TransportError, RemoteProtocolError) as exc:
             log.info("%s: last trans before sending not answered (%s)",
@@ -434,7 +448,7 @@ class Flows:
             try:
                 raw = yield Exchange(
                     request.line(), max(0.05, min(self.settings.status_timeout, remaining)),
-                    Progress(),
+                    Progress(self._clock),
                 )
                 last = self._interpret(request, raw)
             except TerminalBusy as exc:
@@ -505,8 +519,8 @@ class Flows:
             attempt = Attempt(
                 request_id=entry.request_id, command=entry.command, amount=entry.amount,
                 sent_at=entry.created_at,
-                deadline=entry.deadline
-                or entry.created_at + timedelta(seconds=self.settings.timeout),
+                deadline=entry.deadline or entry.created_at + timedelta(
+                    seconds=self.settings.connect_timeout + self.settings.timeout),
                 mark=Mark.from_json(entry.mark_before), mark_at=entry.mark_at, **learned,
             )
             until = self._clock() + timedelta(seconds=wait)
