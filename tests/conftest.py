@@ -91,6 +91,16 @@ def raw_server() -> Iterator[Callable[[Callable[[socket.socket, bytes], None]], 
         server.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_session_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data directory for what module-scoped fixtures open before any test runs
+    (their terminals' lock files): never the user's."""
+    home = tmp_path_factory.mktemp("ecrlink-session-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ECRLINK_HOME", str(home))
+        yield home
+
+
 @pytest.fixture(autouse=True)
 def private_data_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
