@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -34,6 +34,7 @@ from ..journal import Journal
 from .config import Config, TerminalConfig, Timeouts, config_path, load_config, resolve_terminal
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import LANGS, Lang, default_lang, text
+from .streams import SafeStream
 
 __all__ = ["Environment", "Session", "command_options", "echo_error"]
 
@@ -52,13 +53,17 @@ class Environment:
 
     @property
     def out(self) -> IO[str]:
-        """The stream for data and people's output."""
-        return self.stdout if self.stdout is not None else sys.stdout
+        """The stream for data and people's output (never fails: see ``streams``)."""
+        return _safe(self.stdout if self.stdout is not None else sys.stdout)
 
     @property
     def err(self) -> IO[str]:
         """The stream for diagnostics, errors and the live status line."""
-        return self.stderr if self.stderr is not None else sys.stderr
+        return _safe(self.stderr if self.stderr is not None else sys.stderr)
+
+
+def _safe(stream: IO[str]) -> IO[str]:
+    return stream if isinstance(stream, SafeStream) else cast(IO[str], SafeStream(stream))
 
 
 def _environment() -> Environment:
@@ -142,8 +147,9 @@ class Session:
         )
 
     def print_json(self, data: object) -> None:
-        """Exactly one JSON document on stdout (``ensure_ascii=False``: Vietnamese stays)."""
-        self.env.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+        """Exactly one JSON document on stdout, ASCII-only (Vietnamese as ``\\u`` escapes),
+        so that it reads the same whatever the console's code page."""
+        self.env.out.write(json.dumps(data) + "\n")
         self.env.out.flush()
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import IO, cast
 
 import click
 from rich.console import Console
@@ -31,6 +32,7 @@ from ..reconcile.values import VN_TZ, parse_datetime
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import default_lang
 from .output import format_vnd
+from .streams import SafeStream
 
 __all__ = ["reconcile_command"]
 
@@ -301,9 +303,9 @@ def reconcile_command(
     except EcrError as exc:
         click.echo(f"ecrlink reconcile: error: {exc}", err=True)
         sys.exit(exit_status_for(exc))
-    stdout = sys.stdout  # CliRunner swaps it in tests
+    stdout = cast(IO[str], SafeStream(sys.stdout))  # CliRunner swaps sys.stdout in tests
     if as_json:
-        write_json(report, stdout)
+        write_json(report, stdout, ascii_only=True)
     else:
         _print_summary(Console(file=stdout, highlight=False), report, lang, out)
     sys.exit(ExitStatus.DISCREPANCIES if report.needs_attention else ExitStatus.OK)

@@ -368,13 +368,16 @@ def _flat(row: ReportRow) -> list[Any]:
     return values
 
 
-def write_json(report: Report, out: IO[str]) -> None:
-    """Write the JSON document, one row at a time (large reports stay small in memory)."""
-    head = json.dumps(report._head(), ensure_ascii=False)
+def write_json(report: Report, out: IO[str], *, ascii_only: bool = False) -> None:
+    """Write the JSON document, one row at a time (large reports stay small in memory).
+
+    ``ascii_only`` escapes every non-ASCII character, for a console of any code page.
+    """
+    head = json.dumps(report._head(), ensure_ascii=ascii_only)
     out.write(head[:-1] + ', "rows": [')
     for n, row in enumerate(report.rows()):
         out.write(",\n" if n else "\n")
-        out.write(json.dumps(row.to_dict(), ensure_ascii=False))
+        out.write(json.dumps(row.to_dict(), ensure_ascii=ascii_only))
     out.write("\n]}\n")
 
 
