@@ -320,3 +320,20 @@ def test_a_paid_invoice_exits_12_and_names_the_payment(
     config.write_text("duplicate_window = -1\n")
     bad = run("sale", "81000", "--invoice", "HD-TWICE", "-t", sim.http_url)
     assert bad.exit_code == ExitStatus.BAD_INPUT and "duplicate_window" in bad.stderr
+
+
+def test_under_json_every_error_is_also_a_json_object_on_stdout(sim: Simulator) -> None:
+    bad = run("sale", "-5", "--json", "-t", sim.http_url)
+    assert bad.exit_code == ExitStatus.BAD_INPUT
+    error = json.loads(bad.stdout)["error"]
+    assert (error["code"], error["exit"], error["type"]) == ("bad_input", 4, "FieldError")
+    assert (error["field"], error["rule"]) == ("amount", "must be greater than 0")
+    assert bad.stderr.strip() and len(bad.stdout.splitlines()) == 1
+    unreachable = run("sale", "1000", "--json", "-t", "http://127.0.0.1:1", "--lang", "en")
+    error = json.loads(unreachable.stdout)["error"]
+    assert unreachable.exit_code == error["exit"] == ExitStatus.UNREACHABLE
+    assert error["code"] == "unreachable" and "127.0.0.1:1" in error["message"]
+    assert run("sale", "9000", "--invoice", "HD-J", "--json", "-t", sim.http_url).exit_code == 0
+    twice = run("sale", "9000", "--invoice", "HD-J", "--json", "-t", sim.http_url)
+    error = json.loads(twice.stdout)["error"]
+    assert twice.exit_code == error["exit"] == 12 and len(error["journal_ids"]) == 1

@@ -28,7 +28,7 @@ from typing import IO, Any, TypeVar, cast
 import click
 from rich.console import Console
 
-from .._exceptions import EcrError, FieldError
+from .._exceptions import DuplicateInvoice, EcrError, FieldError, InDoubtPending
 from ..client import DEFAULT_CLIENT_ID, Terminal
 from ..journal import Journal
 from .config import Config, TerminalConfig, Timeouts, config_path, load_config, resolve_terminal
@@ -187,16 +187,34 @@ _ERROR_KIND = {
 }
 
 
-def echo_error(env: Environment, lang: str, exc: BaseException) -> ExitStatus:
-    """Print ``exc`` as one line on stderr; return its exit code."""
+def echo_error(
+    env: Environment, lang: str, exc: BaseException, *, as_json: bool = False
+) -> ExitStatus:
+    """Print ``exc`` as one line on stderr; return its exit code.
+
+    With ``as_json`` the same error is also one JSON object on stdout, for a register
+    program that reads only stdout: ``{"error": {"code", "exit", "kind", "message"}}``.
+    """
     status = exit_status_for(exc)
-    kind = text(_ERROR_KIND.get(status, "error"), lang)
+    kind_key = _ERROR_KIND.get(status, "error")
+    kind = text(kind_key, lang)
     if isinstance(exc, FieldError):
         message = f"{exc.field}: {exc.rule}"
     else:
         message = " ".join(str(exc).split()) or type(exc).__name__
     env.err.write(f"ecrlink: {kind}: {message}\n")
     env.err.flush()
+    if as_json:
+        error = {"code": status.name.lower(), "exit": int(status), "kind": kind,
+                 "message": message, "type": type(exc).__name__}
+        if isinstance(exc, FieldError):
+            error.update(field=exc.field, rule=exc.rule)
+        if isinstance(exc, InDoubtPending):
+            error["journal_ids"] = list(exc.journal_ids)
+        elif isinstance(exc, DuplicateInvoice):
+            error["journal_ids"] = [exc.journal_id]
+        env.out.write(json.dumps({"error": error}) + "\n")
+        env.out.flush()
     return status
 
 
@@ -257,7 +275,7 @@ def command_options(
                 with _logs(env, session.verbose):
                     status = f(session, **kwargs)
             except EcrError as exc:
-                status = echo_error(env, session.lang, exc)
+                status = echo_error(env, session.lang, exc, as_json=session.json)
             except KeyboardInterrupt:
                 # Commands that can leave a payment in doubt catch Ctrl-C themselves.
                 env.err.write("\n")
