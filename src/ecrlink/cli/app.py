@@ -15,6 +15,7 @@ from .demo import demo
 from .exit_codes import EXIT_CODES_HELP, exit_status_for
 from .journal_cmd import journal
 from .payments import last, sale, settle, void
+from .ping import ping
 from .reconcile import reconcile_command
 from .simulate import simulate
 
@@ -71,6 +72,7 @@ cli.add_command(sale)
 cli.add_command(void)
 cli.add_command(settle)
 cli.add_command(last)
+cli.add_command(ping)
 cli.add_command(journal)
 cli.add_command(demo)
 cli.add_command(simulate)

@@ -66,6 +66,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Refused: an earlier payment is still in doubt",
     ),
     "journal_error": ("Lỗi nhật ký", "Journal error"),
+    # --- ping -----------------------------------------------------------------------------
+    "ping_ok": ("MÁY POS ĐÃ TRẢ LỜI (không trừ tiền)", "TERMINAL ANSWERED (nothing charged)"),
+    "ping_terminal": ("Máy POS", "Terminal"),
+    "ping_round_trip": ("Thời gian hỏi-đáp", "Round trip"),
+    "ping_tid": ("TID", "TID"),
+    "ping_mid": ("MID", "MID"),
+    "ping_pos_serial": ("Số seri", "Serial"),
+    "ping_batch_no": ("Lô (batch)", "Batch"),
+    "ping_echo": ("Gửi lại requestId", "Repeats requestIds"),
+    "ping_echo_yes": ("có", "yes"),
+    "ping_echo_unseen": (
+        "chưa thấy (như tài liệu V201; đối chiếu theo STAN/số hóa đơn)",
+        "not seen (as documented for V201; recovery uses STAN/receipt)",
+    ),
+    "ping_last": ("Giao dịch gần nhất", "Last transaction"),
+    "ping_last_none": ("chưa có", "none yet"),
     "duplicate_invoice": (
         "Từ chối: hóa đơn này đã được thanh toán, chưa gửi gì",
         "Refused: this invoice was already paid, nothing sent",

@@ -28,6 +28,7 @@ __all__ = [
     "entry_to_dict",
     "format_time",
     "format_vnd",
+    "info_grid",
     "render_entries",
     "render_entry",
     "render_result",
@@ -82,7 +83,7 @@ def format_time(moment: datetime | None) -> str:
     return moment.strftime("%d/%m/%Y %H:%M:%S")
 
 
-def _grid() -> Table:
+def info_grid() -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -91,7 +92,7 @@ def _grid() -> Table:
 
 def result_panel(result: Result, lang: str) -> Panel:
     """The panel for one answer: a receipt, or the reason and what to do next."""
-    grid = _grid()
+    grid = info_grid()
     t = result.transaction
     if t is not None and t.amount is not None:
         grid.add_row(text("amount", lang), Text(format_vnd(t.amount)))
@@ -226,7 +227,7 @@ def render_entry(
     console: Console, entry: Entry, history: list[dict[str, Any]], lang: str
 ) -> None:
     """One journal entry in full, with its history."""
-    grid = _grid()
+    grid = info_grid()
     data = entry_to_dict(entry)
     for key, value in data.items():
         if value is None or value == "" or key == "fields":
