@@ -337,3 +337,25 @@ def test_under_json_every_error_is_also_a_json_object_on_stdout(sim: Simulator) 
     twice = run("sale", "9000", "--invoice", "HD-J", "--json", "-t", sim.http_url)
     error = json.loads(twice.stdout)["error"]
     assert twice.exit_code == error["exit"] == 12 and len(error["journal_ids"]) == 1
+
+
+def test_cashier_true_messages_for_settle_no_answer_and_refusal(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled = json.loads(run("settle", "--json", "-t", sim.http_url, "--lang", "en").stdout)
+    assert settled["approved"] and settled["message"] == "Approved"
+    assert run("sale", "1000", "--json", "-t", sim.http_url).exit_code == 0
+    silent = json.loads(run("sale", "30998", "--json", "--timeout", "0.8", "-t",
+                            sim.http_url, "--lang", "en").stdout)
+    assert silent["outcome"] == "declined"
+    assert silent["message"] == "Not charged: the terminal did not complete the payment"
+    assert "bank" not in silent["advice"]
+    from ecrlink.transports.http import HttpTransport
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HttpTransport, "exchange", ctrl_c_at_the_card_reader(
+            HttpTransport.exchange))
+        assert run("sale", "2000", "-t", sim.http_url).exit_code == ExitStatus.UNKNOWN
+    refused = run("sale", "3000", "-t", sim.http_url, "--lang", "en")
+    assert refused.exit_code == ExitStatus.IN_DOUBT_PENDING
+    assert "--force" in refused.stderr and "force=True" not in refused.stderr

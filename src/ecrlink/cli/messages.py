@@ -66,6 +66,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Refused: an earlier payment is still in doubt",
     ),
     "journal_error": ("Lỗi nhật ký", "Journal error"),
+    "in_doubt_refusal": (
+        "giao dịch {ids} chưa rõ kết quả. KHÔNG thanh toán lại: chạy `ecrlink journal "
+        "recover`, hoặc xem phiếu in trên máy POS rồi `ecrlink journal resolve`; chỉ dùng "
+        "--force khi đã chắc chắn",
+        "payment(s) {ids} still in doubt. Do NOT charge again: run `ecrlink journal "
+        "recover`, or read the terminal's printed receipt and use `ecrlink journal "
+        "resolve`; --force only once you are sure",
+    ),
     # --- ping -----------------------------------------------------------------------------
     "ping_ok": ("MÁY POS ĐÃ TRẢ LỜI (không trừ tiền)", "TERMINAL ANSWERED (nothing charged)"),
     "ping_terminal": ("Máy POS", "Terminal"),

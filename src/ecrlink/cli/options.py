@@ -200,6 +200,9 @@ def echo_error(
     kind = text(kind_key, lang)
     if isinstance(exc, FieldError):
         message = f"{exc.field}: {exc.rule}"
+    elif isinstance(exc, InDoubtPending):
+        # The library's message names force=True; a cashier needs the CLI's words.
+        message = text("in_doubt_refusal", lang, ids=", ".join(map(str, exc.journal_ids)))
     else:
         message = " ".join(str(exc).split()) or type(exc).__name__
     env.err.write(f"ecrlink: {kind}: {message}\n")

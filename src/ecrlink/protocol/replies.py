@@ -222,7 +222,18 @@ class Result:
                 "Chưa rõ kết quả thanh toán" if lang == "vi"
                 else "Payment outcome unknown"
             )
-        return describe(self.return_code).message(lang)
+        if self._not_completed:
+            return (
+                "Không trừ tiền: máy POS không hoàn tất giao dịch" if lang == "vi"
+                else "Not charged: the terminal did not complete the payment"
+            )
+        # An approval without a return code (the settlement sample) is still approved.
+        return describe("00" if self.approved else self.return_code).message(lang)
+
+    @property
+    def _not_completed(self) -> bool:
+        """Proven not approved by recovery: the terminal gave no answer of its own."""
+        return self.outcome is Outcome.DECLINED and self.status is None
 
     def advice(self, lang: str = "en") -> str:
         """What the cashier should do next, in ``lang``."""
@@ -239,12 +250,12 @@ class Result:
                 else "Look at the terminal's printed receipt; do NOT charge again until "
                 "the outcome is known."
             )
-        if self.outcome is Outcome.CANCELED:
+        if self.outcome is Outcome.CANCELED or self._not_completed:
             return (
                 "Hỏi khách có muốn thanh toán lại không." if lang == "vi"
                 else "Ask the customer whether to try again."
             )
-        return describe(self.return_code).advice(lang)
+        return describe("00" if self.approved else self.return_code).advice(lang)
 
     def to_dict(self, lang: str = "en") -> dict[str, Any]:
         """JSON-ready data with snake_case keys (what ``--json`` prints)."""
