@@ -131,3 +131,12 @@ def test_recover_unreachable_terminal_uses_its_configured_timeouts(
     assert r.exit_code == ExitStatus.UNKNOWN  # last trans got no answer: still in doubt
     [result] = json.loads(r.stdout)
     assert result["outcome"] == "unknown" and result["journal_id"] == entry_id
+
+
+def test_a_journal_path_that_does_not_exist_is_refused_not_created(tmp_path: Path) -> None:
+    typo = tmp_path / "jounral.sqlite3"
+    for args in (["journal", "list"], ["journal", "show", "1"], ["journal", "recover"]):
+        r = run(*args, "--journal", str(typo))
+        assert r.exit_code == ExitStatus.JOURNAL_ERROR, (args, r.stderr)
+        assert "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not typo.exists()

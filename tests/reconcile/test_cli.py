@@ -175,3 +175,12 @@ def test_default_journal_lends_card_data_to_invoices(
     assert doc["summary"]["matched"]["count"] == 1
     assert doc["rows"][0]["key"] == "card_approval"
     assert doc["rows"][0]["register"]["card"] == "9704 XXXX XXXX 6163"
+
+
+def test_a_missing_journal_path_is_refused_not_created(tmp_path: Path) -> None:
+    bank = tmp_path / "bank.csv"
+    bank.write_text("Ngày giao dịch,Số tiền,Mã chuẩn chi,Số thẻ\n")
+    typo = tmp_path / "jounral.sqlite3"
+    result = _run("--bank", str(bank), "--journal", str(typo))
+    assert result.exit_code == ExitStatus.JOURNAL_ERROR and "no such file" in result.stderr
+    assert not typo.exists()

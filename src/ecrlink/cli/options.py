@@ -129,7 +129,9 @@ class Session:
 
     def open_journal(self) -> Journal:
         """The journal the journal commands read (``--journal`` or the default one)."""
-        return Journal(self.journal) if self.journal is not None else Journal()
+        # A journal named on the command line must exist: these commands only read or
+        # settle what is there.
+        return Journal(self.journal, create=False) if self.journal is not None else Journal()
 
     def open_terminal(
         self, target: TerminalConfig | None = None, *, transliterate: bool = False

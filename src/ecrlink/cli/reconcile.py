@@ -60,7 +60,7 @@ def _load_journal_entries(
 ) -> tuple[list[Entry], Resolver]:
     """The journal's sales and voids around the period, and a resolver that records
     in the same journal what the statement proves."""
-    journal = Journal(path)
+    journal = Journal(path, create=path is None)
     entries = list(journal.entries(
         since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
         until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,

@@ -181,9 +181,19 @@ class Journal:
     (SQLite locking; WAL lets readers go on while one writer commits).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, create: bool = True
+    ) -> None:
+        """Open (``create``: or create) the journal at ``path`` (default: the user's)."""
         self.path = Path(path) if path is not None else default_journal_path()
         self._lock = threading.RLock()
+        if not create and not self.path.is_file():
+            # A mistyped path must not quietly become an empty journal that "has
+            # nothing in doubt".
+            raise JournalError(
+                f"journal {self.path}: no such file (a journal is created by the first "
+                "payment; check the path)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Create the file owner-only before SQLite does: it holds payment records.
