@@ -164,3 +164,20 @@ def test_live_status_line_on_a_terminal() -> None:
 
 def test_reconcile_uses_the_one_exit_code_table() -> None:
     assert run("reconcile", "--bogus").exit_code == ExitStatus.BAD_INPUT
+
+
+@pytest.mark.parametrize(("encoding", "bom"), [
+    ("utf-8", b""), ("utf-8", b"\xef\xbb\xbf"), ("utf-16-le", b"\xff\xfe"),
+    ("utf-16-be", b"\xfe\xff"),
+])
+def test_config_saved_by_notepad_is_read(tmp_path: Path, encoding: str, bom: bytes) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(bom + 'default_terminal = "quầy1"\n'.encode(encoding))
+    assert load_config(path).default_terminal == "quầy1"
+
+
+def test_config_in_an_ansi_code_page_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes('default_terminal = "đu1"\n'.encode("cp1258"))
+    with pytest.raises(ConfigError, match="not UTF-8 text; save it as UTF-8"):
+        load_config(path)

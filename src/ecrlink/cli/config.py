@@ -21,6 +21,7 @@ not silently send payments elsewhere.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 import tomllib
@@ -116,17 +117,36 @@ def _terminal(path: Path, name: str, table: Any) -> TerminalConfig:
     return TerminalConfig(url=url, name=name, client_id=client_id, timeouts=timeouts)
 
 
+def _decoded(path: Path, data: bytes) -> str:
+    """The file's text: UTF-8 with or without a BOM, or UTF-16 with a BOM (what Windows
+    Notepad saves); anything else is a clear error, not a cryptic TOML one."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: not UTF-8 text; save it as UTF-8 (Notepad: Save as, Encoding UTF-8)"
+        ) from None
+
+
 def load_config(path: Path) -> Config:
     """Read ``path``; a file that does not exist is an empty configuration."""
     try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         return Config(path)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        doc = tomllib.loads(_decoded(path, data))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     unknown = sorted(set(doc) - {"terminals", "default_terminal", "duplicate_window"})
     if unknown:
         raise ConfigError(
