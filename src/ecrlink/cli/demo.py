@@ -10,7 +10,6 @@ the command exits 0 only if every step got it. No network, no setup, a few secon
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ..journal import Journal, ResolvedBy
 from ..protocol import Outcome, Result
 from ..reconcile import Category, reconcile
 from ..simulator import Simulator
+from ..simulator.serial import pty_available
 from .config import Timeouts
 from .exit_codes import EXIT_CODES_HELP, ExitStatus
 from .messages import text
@@ -156,8 +156,9 @@ def run_demo(session: Session) -> list[DemoStep]:
     quiet = session.json
     with tempfile.TemporaryDirectory(prefix="ecrlink-demo-") as tmp:
         base = Path(tmp)
-        # Serial needs a pty; where there is none (Windows) both clients use HTTP.
-        serial: bool = os.name == "posix"
+        # Serial needs a pty; where none can be opened (Windows, a container without
+        # /dev/ptmx) both clients use HTTP. Trying one is the only reliable test.
+        serial = pty_available()
         with Simulator(
             http=("127.0.0.1", 0), serial=serial or None, card_delay=0.3,
             no_answer_timeout=0.5, head_timeout=2.0,

@@ -21,14 +21,13 @@ import contextlib
 import logging
 import os
 import time
-import tty
 from pathlib import Path
 
 from .._exceptions import ConfigError
 from .replies import error_body
 from .terminal import MAX_REQUEST_BYTES, AnswerKind, SimulatedTerminal
 
-__all__ = ["BAUDRATE", "SerialFrontEnd"]
+__all__ = ["BAUDRATE", "NO_PTY", "SerialFrontEnd", "open_pty", "pty_available"]
 
 log = logging.getLogger("ecrlink.simulator")
 
@@ -36,6 +35,50 @@ BAUDRATE = 115200
 _BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 _PACE_CHUNK = 32
 _WRITE_TIMEOUT = 5.0
+
+#: The one-line error where pseudo-terminals do not exist (Windows).
+NO_PTY = (
+    "serial simulation needs a POSIX pseudo-terminal; "
+    "on Windows use a com0com pair or a socket:// port"
+)
+
+
+def open_pty() -> tuple[int, int]:
+    """A new pseudo-terminal in raw mode, as (master, slave); ``ConfigError`` if none.
+
+    ``tty`` (and the ``termios`` under it) is imported here, not at module level:
+    Windows has neither, and every ``ecrlink`` command imports this module through
+    the CLI's ``demo``, so a module-level import would break them all there.
+    """
+    try:
+        import tty
+    except ImportError as exc:
+        raise ConfigError(NO_PTY) from exc
+    openpty = getattr(os, "openpty", None)  # absent on Windows
+    if openpty is None:
+        raise ConfigError(NO_PTY)
+    try:
+        master, slave = openpty()
+    except OSError as exc:  # e.g. a container without /dev/ptmx
+        raise ConfigError(f"cannot open a pseudo-terminal ({exc})") from exc
+    try:
+        tty.setraw(slave)
+    except BaseException:
+        os.close(master)
+        os.close(slave)
+        raise
+    return master, slave
+
+
+def pty_available() -> bool:
+    """True if a pseudo-terminal can actually be opened here (one is opened and closed)."""
+    try:
+        master, slave = open_pty()
+    except (ConfigError, OSError):
+        return False
+    os.close(master)
+    os.close(slave)
+    return True
 
 
 class SerialFrontEnd:
@@ -77,10 +120,9 @@ class SerialFrontEnd:
 
     async def start(self) -> None:
         """Create the pty, publish its symlink, start reading."""
-        self._master, self._slave = os.openpty()
+        self._master, self._slave = open_pty()
         # The slave stays open here too: with no process holding it, reads on the
         # master fail with EIO each time the ECR closes its port.
-        tty.setraw(self._slave)
         self.device = os.ttyname(self._slave)
         os.set_blocking(self._master, False)
         if self.link is not None:

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import serial
-
 from .._exceptions import ConfigError, ConnectError, ReadError, ReadTimeout, WriteError
 from ..protocol import JsonFramer
 from .base import AsyncTransport, OnSent, Transport
@@ -108,6 +106,11 @@ class SerialTransport(Transport):
         self._lock = threading.Lock()
 
     def _open(self) -> Any:
+        # pyserial is imported where a port is used, never at module level: on POSIX
+        # it imports termios and fcntl, and every ecrlink command (HTTP ones too)
+        # imports this module through the client.
+        import serial
+
         if self._serial is None:
             try:
                 self._serial = serial.serial_for_url(
@@ -137,6 +140,8 @@ class SerialTransport(Transport):
     def _discard_input(self, port: Any) -> None:
         """Drop bytes left over from an exchange that timed out: they are not our reply.
         Nothing is written yet, so a port failing here is a ``ConnectError``."""
+        import serial  # see _open
+
         try:
             port.reset_input_buffer()
         except (serial.SerialException, OSError) as exc:
@@ -144,6 +149,8 @@ class SerialTransport(Transport):
             raise ConnectError(f"{self.url}: serial port failed ({exc}); nothing was sent") from exc
 
     def _write(self, port: Any, line: str) -> None:
+        import serial  # see _open
+
         try:
             port.write(line.encode("ascii"))
             port.flush()
@@ -155,6 +162,8 @@ class SerialTransport(Transport):
             raise WriteError(f"{self.url}: writing the request failed ({exc})") from exc
 
     def _read_reply(self, port: Any, deadline: float, timeout: float) -> bytes:
+        import serial  # see _open
+
         framer = JsonFramer()
         last_byte_at = time.monotonic()
         while True:
@@ -188,6 +197,8 @@ class SerialTransport(Transport):
             )
 
     def _drop(self) -> None:
+        import serial  # see _open
+
         if self._serial is not None:
             with contextlib.suppress(serial.SerialException, OSError):
                 self._serial.close()
