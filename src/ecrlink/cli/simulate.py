@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -147,6 +148,8 @@ def simulate(
         plans: list[Plan] = [parse_plan(outcome) for outcome in script]
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint="--script") from exc
+    for path, option in ((state_file, "--state"), (statement_path, "--statement")):
+        _check_writable(path, option)
     if http_addr is None and serial_path is None:
         http_addr = _DEFAULT_HTTP
     http = _host_port(http_addr) if http_addr is not None else None
@@ -203,3 +206,15 @@ def simulate(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _check_writable(path: str | None, option: str) -> None:
+    """A file the simulator will write needs a folder that exists: say so at once, not
+    with a traceback at the first settlement."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"folder {folder} does not exist", param_hint=option)
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"folder {folder} is not writable", param_hint=option)
