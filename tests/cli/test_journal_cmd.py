@@ -12,7 +12,7 @@ from ecrlink import Terminal
 from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.journal import Journal, State, default_journal_path
 from ecrlink.payment import Event, Mark
-from ecrlink.protocol import Sale
+from ecrlink.protocol import VIETNAM_TIME, Sale
 from ecrlink.simulator import Simulator
 
 from .conftest import run
@@ -140,3 +140,12 @@ def test_a_journal_path_that_does_not_exist_is_refused_not_created(tmp_path: Pat
         assert r.exit_code == ExitStatus.JOURNAL_ERROR, (args, r.stderr)
         assert "no such file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not typo.exists()
+
+
+def test_show_prints_vietnam_time_like_list() -> None:
+    entry_id = _in_doubt("http://127.0.0.1:1", request_id="rq-vn-time")
+    with Journal(default_journal_path()) as j:
+        created = j.get(entry_id).created_at
+    shown = run("journal", "show", str(entry_id), "--lang", "en").stdout
+    vietnam = created.astimezone(VIETNAM_TIME).strftime("%d/%m/%Y %H:%M")
+    assert vietnam in shown and created.isoformat() not in shown

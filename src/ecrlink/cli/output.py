@@ -234,8 +234,10 @@ def render_entry(
             continue
         if key == "state":
             grid.add_row(key, _state_text(entry.state))
-        elif key == "amount":
-            grid.add_row(key, Text(format_vnd(entry.amount)))
+        elif key in ("amount", "charged_amount"):
+            grid.add_row(key, Text(format_vnd(value)))
+        elif key in ("created_at", "updated_at", "trans_time"):
+            grid.add_row(key, Text(format_time(datetime.fromisoformat(value))))  # VN time
         else:
             grid.add_row(key, Text(str(value)))
     if any(entry.fields):
@@ -245,7 +247,8 @@ def render_entry(
     for column in ("at", "state", "by", "who", "note"):
         table.add_column(column)
     for row in history:
-        table.add_row(*(Text(str(row[c] or "")) for c in ("at", "state", "by", "who", "note")))
+        table.add_row(Text(format_time(datetime.fromisoformat(row["at"]))),
+                      *(Text(str(row[c] or "")) for c in ("state", "by", "who", "note")))
     style = _STATE_STYLE[entry.state]
     console.print(Panel(grid, title=Text(f"#{entry.id}", style="bold"), border_style=style,
                         expand=False))
