@@ -11,7 +11,13 @@
     connect_timeout = 5
 
 and, at the top, ``duplicate_window = 3600`` (seconds an approved invoice blocks a
-new sale for it; default: the current business day).
+new sale for it; default: the current business day). A store of a chain names itself
+and head office's database (``ecrlink journal sync``)::
+
+    site = "STORE42"
+
+    [central]
+    url = "postgresql://store42@hq.example/ecrlink"
 
 It lives at ``$ECRLINK_CONFIG`` if set, else in the platform's config directory
 (``config_path``). A missing file is an empty configuration; a broken one is a
@@ -30,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from .._exceptions import ConfigError
+from .._exceptions import ConfigError, FieldError
+from ..journal.central import check_central_url, check_site
 
 __all__ = ["Config", "TerminalConfig", "Timeouts", "config_path", "load_config", "resolve_terminal"]
 
@@ -68,6 +75,10 @@ class Config:
     default_terminal: str | None = None
     duplicate_window: float | None = None
     """Seconds an approved invoice blocks another sale for it (None: the business day)."""
+    site: str | None = None
+    """This store's name in a chain (``site = "STORE42"``)."""
+    central_url: str | None = None
+    """Head office's PostgreSQL (``[central] url``), where ``journal sync`` ships to."""
 
 
 def config_path(
@@ -147,11 +158,13 @@ def load_config(path: Path) -> Config:
         doc = tomllib.loads(_decoded(path, data))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-    unknown = sorted(set(doc) - {"terminals", "default_terminal", "duplicate_window"})
+    unknown = sorted(
+        set(doc) - {"terminals", "default_terminal", "duplicate_window", "site", "central"}
+    )
     if unknown:
         raise ConfigError(
-            f"{path}: unknown key {unknown[0]!r} (known: default_terminal, "
-            "duplicate_window, terminals)"
+            f"{path}: unknown key {unknown[0]!r} (known: central, default_terminal, "
+            "duplicate_window, site, terminals)"
         )
     tables = doc.get("terminals", {})
     if not isinstance(tables, dict):
@@ -165,7 +178,26 @@ def load_config(path: Path) -> Config:
         isinstance(window, bool) or not isinstance(window, int | float) or window <= 0
     ):
         raise ConfigError(f"{path}: duplicate_window must be a positive number of seconds")
-    return Config(path, terminals, default, None if window is None else float(window))
+    site, central_url = _chain(path, doc)
+    return Config(
+        path, terminals, default, None if window is None else float(window), site, central_url
+    )
+
+
+def _chain(path: Path, doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``site`` and ``[central] url``: where this store ships its journal."""
+    try:
+        site = check_site(doc["site"]) if "site" in doc else None
+        table = doc.get("central", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: central must be a table: [central] url = \"...\"")
+        unknown = sorted(set(table) - {"url"})
+        if unknown:
+            raise ConfigError(f"{path}: [central]: unknown key {unknown[0]!r} (known: url)")
+        url = check_central_url(table["url"], "[central] url") if "url" in table else None
+    except FieldError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return site, url
 
 
 def _looks_like_url(text: str) -> bool:
