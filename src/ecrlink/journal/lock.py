@@ -26,30 +26,42 @@ by a waiter that races with its creator, a program that locks the file without q
 the terminal flock alone decides who holds the terminal; the queue only decides who asks
 first. Uncontended, a lock costs one directory listing more than the bare flock; a ticket
 (a file created, which can cost 100+ µs) only when there is a wait anyway
-(``bench/bench_lock.py`` measures both). It works the same on Windows with ``msvcrt``
-byte locks, where an open file cannot be deleted: tickets are closed before deletion there,
-and one whose deletion failed is removed by the next waiter that finds it unlocked.
+(``bench/bench_lock.py`` measures both).
+
+On Windows the same queue runs over ``msvcrt.locking`` byte locks (``use_platform``): byte 0
+of each file, sought before every call since they lock from the current position; held per
+handle, so threads exclude each other as with flock; released by Windows when the holder
+dies; unlocked (``LK_UNLCK``, same byte) before every close, because Windows frees a closed
+handle's locks only "when system resources allow". A file someone has open cannot be
+deleted there, so tickets are closed before deletion, and one whose deletion failed (a
+waiter was testing it) is removed by the next waiter that finds it unlocked. The order is
+first come, first served as on POSIX, with one exception: a ticket tested by a waiter in
+the instant between its creation and its locking (which POSIX would delete, sending its
+creator to the back) stays on Windows and that waiter no longer watches it, so two waiters
+may both try the terminal lock, which still admits one at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import importlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from .._exceptions import JournalError, TerminalBusy
 
-__all__ = ["TerminalLock"]
+__all__ = ["TerminalLock", "use_platform"]
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-    import msvcrt
 
 #: A waiter polls every sixteenth of the time it has spent in its place in the queue
 #: (``_POLL_FRACTION``), between ``_FIRST_POLL`` and ``_MAX_POLL``: a hand-over is seen late
@@ -59,36 +71,81 @@ _POLL_FRACTION = 1 / 16
 _FIRST_POLL = 0.002
 _MAX_POLL = 0.025
 
+_msvcrt: ModuleType | None = None
+"""Windows' ``msvcrt`` when its byte locks are in use, None for POSIX ``flock``."""
+
+
+def use_platform(platform: str) -> None:
+    """Lock with ``platform``'s primitives: ``msvcrt`` byte locks on ``"win32"``, else flock.
+
+    Chosen once at import from ``sys.platform``. The rest of this module is the same on
+    both; tests run the Windows primitives on Linux by putting a stand-in ``msvcrt`` in
+    ``sys.modules`` and calling ``use_platform("win32")``.
+    """
+    global _msvcrt
+    _msvcrt = importlib.import_module("msvcrt") if platform == "win32" else None
+
+
+use_platform(sys.platform)
+
 
 def _lock(fd: int, *, block: bool = False) -> bool:
-    """Lock ``fd`` exclusively; False if someone else holds it (and not ``block``)."""
-    try:
-        if fcntl is not None:
+    """Lock ``fd`` exclusively; False if someone else holds it (and not ``block``).
+
+    Windows locks bytes from the file's current position (byte 0 here, sought every time)
+    and by handle, so two descriptors of one process exclude each other, as with flock.
+    ``LK_LOCK`` would give up after ten tries a second apart, so blocking polls
+    ``LK_NBLCK`` instead; its refusal is ``EACCES`` (a ``PermissionError``).
+    """
+    if _msvcrt is None:
+        try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
-        else:  # pragma: no cover - Windows
-            msvcrt.locking(fd, msvcrt.LK_LOCK if block else msvcrt.LK_NBLCK, 1)
-    except (BlockingIOError, PermissionError):
-        return False
-    except OSError as exc:
-        if exc.errno in (11, 13, 35):  # EAGAIN / EACCES / EWOULDBLOCK on some platforms
+        except BlockingIOError:
             return False
-        raise
-    return True
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return False
+            raise
+        return True
+    while True:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            _msvcrt.locking(fd, _msvcrt.LK_NBLCK, 1)
+        except PermissionError:
+            if not block:
+                return False
+            time.sleep(_FIRST_POLL)
+        else:
+            return True
+
+
+def _close(fd: int, *, locked: bool) -> None:
+    """Close ``fd``, unlocking it first on Windows if this descriptor holds the lock.
+
+    Windows does release a closed handle's locks, but "the time it takes ... depends upon
+    available system resources" (``LockFileEx``): unlocking first hands the terminal over
+    at once.
+    """
+    if locked and _msvcrt is not None:
+        with contextlib.suppress(OSError):
+            os.lseek(fd, 0, os.SEEK_SET)
+            _msvcrt.locking(fd, _msvcrt.LK_UNLCK, 1)
+    os.close(fd)
 
 
 def _delete(path: Path, fd: int) -> None:
-    """Delete the ticket ``path`` open as ``fd``, and close ``fd``.
+    """Delete the ticket ``path`` open (and locked) as ``fd``, and close ``fd``.
 
     POSIX deletes first, so no waiter sees a departed owner's ticket unlocked; Windows can
     only delete a file nobody has open, so it closes first and leaves a ticket someone else
     still has open to the next waiter that finds it unlocked.
     """
-    if fcntl is not None:
+    if _msvcrt is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         os.close(fd)
-    else:  # pragma: no cover - Windows
-        os.close(fd)
+    else:
+        _close(fd, locked=True)
         with contextlib.suppress(OSError):
             os.unlink(path)
 
@@ -161,7 +218,7 @@ class TerminalLock:
     def release(self) -> None:
         """Give the lock back (closing the file releases it); harmless if not held."""
         if self._fd is not None:
-            os.close(self._fd)
+            _close(self._fd, locked=True)
             self._fd = None
 
     def __enter__(self) -> TerminalLock:
@@ -227,11 +284,11 @@ class TerminalLock:
             except FileNotFoundError:
                 mine = False
             except BaseException:
-                os.close(ticket)
+                _close(ticket, locked=True)  # if it was not locked yet, unlocking fails quietly
                 raise
             if mine:
                 return number, ticket
-            os.close(ticket)
+            _close(ticket, locked=True)
 
     def _predecessor(self, number: int) -> tuple[Path, int] | None:
         """The next lower live ticket, open (its owner holds its lock); None: we are head.
@@ -255,4 +312,4 @@ class TerminalLock:
         if os.fstat(ticket).st_nlink:
             _delete(path, ticket)
         else:
-            os.close(ticket)
+            _close(ticket, locked=True)
