@@ -34,10 +34,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._exceptions import ConfigError, FieldError
 from ..journal.central import check_central_url, check_site
+
+if TYPE_CHECKING:
+    from ..bridge.config import ServeConfig
 
 __all__ = ["Config", "TerminalConfig", "Timeouts", "config_path", "load_config", "resolve_terminal"]
 
@@ -79,6 +82,9 @@ class Config:
     """This store's name in a chain (``site = "STORE42"``)."""
     central_url: str | None = None
     """Head office's PostgreSQL (``[central] url``), where ``journal sync`` ships to."""
+    serve: ServeConfig | None = None
+    """``[serve]``: the bridge's settings (``ecrlink serve``; ``ecrlink.bridge.config``),
+    None when the file has no such section."""
 
 
 def config_path(
@@ -159,12 +165,13 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     unknown = sorted(
-        set(doc) - {"terminals", "default_terminal", "duplicate_window", "site", "central"}
+        set(doc)
+        - {"terminals", "default_terminal", "duplicate_window", "site", "central", "serve"}
     )
     if unknown:
         raise ConfigError(
             f"{path}: unknown key {unknown[0]!r} (known: central, default_terminal, "
-            "duplicate_window, site, terminals)"
+            "duplicate_window, serve, site, terminals)"
         )
     tables = doc.get("terminals", {})
     if not isinstance(tables, dict):
@@ -179,8 +186,15 @@ def load_config(path: Path) -> Config:
     ):
         raise ConfigError(f"{path}: duplicate_window must be a positive number of seconds")
     site, central_url = _chain(path, doc)
+    serve = None
+    if "serve" in doc:
+        # Imported only for a file that has the section: payment commands stay light.
+        from ..bridge.config import parse_serve
+
+        serve = parse_serve(path, doc["serve"])
     return Config(
-        path, terminals, default, None if window is None else float(window), site, central_url
+        path, terminals, default, None if window is None else float(window), site, central_url,
+        serve,
     )
 
 
