@@ -195,9 +195,12 @@ class Journal:
                 "payment; check the path)"
             )
         try:
+            # Owner-only on POSIX: it holds payment records. The file is created before
+            # SQLite does, which gives the -wal and -shm files the same permissions.
+            # Windows ignores these modes: there the default folder is in the user's
+            # profile (%LOCALAPPDATA%), whose ACL lets in only the user, SYSTEM and
+            # Administrators; elsewhere (--journal, $ECRLINK_HOME) the folder's own ACL.
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Create the file owner-only before SQLite does: it holds payment records.
-            # SQLite gives the -wal and -shm files the same permissions.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             self._db = sqlite3.connect(
