@@ -5,6 +5,8 @@
 ...     result = pos.sale(150_000, invoice="HD0001")
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._exceptions import (
     ConfigError,
     ConflictingReply,
@@ -31,10 +33,13 @@ from ._exceptions import (
     TransportTimeout,
     WriteError,
 )
-from .client import AsyncTerminal, Terminal
+from ._version import __version__
 from .protocol import Outcome, Result, Status, Transaction, transliterate
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .async_client import AsyncTerminal
+    from .client import Terminal
+
 
 __all__ = [
     "AsyncTerminal",
@@ -70,3 +75,18 @@ __all__ = [
     "__version__",
     "transliterate",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The clients are imported on first use: ``ecrlink --help`` and programs that use
+    # only the protocol need neither SQLite nor the transports, and a blocking
+    # program never imports asyncio.
+    if name == "Terminal":
+        from .client import Terminal
+
+        return Terminal
+    if name == "AsyncTerminal":
+        from .async_client import AsyncTerminal
+
+        return AsyncTerminal
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

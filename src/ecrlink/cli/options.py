@@ -23,10 +23,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
-from rich.console import Console
 
 from .._exceptions import DuplicateInvoice, EcrError, FieldError, InDoubtPending
 from ..client import DEFAULT_CLIENT_ID, Terminal
@@ -35,6 +34,9 @@ from .config import Config, TerminalConfig, Timeouts, config_path, load_config, 
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import LANGS, Lang, default_lang, text
 from .streams import SafeStream
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Environment", "Session", "command_options", "echo_error"]
 
@@ -92,12 +94,17 @@ class Session:
 
     @functools.cached_property
     def out(self) -> Console:
-        """Rich console on stdout, for people."""
+        """Rich console on stdout, for people (Rich is imported on first use: a sale
+        sends its first byte before any of it is needed)."""
+        from rich.console import Console
+
         return Console(file=self.env.out, highlight=False, soft_wrap=False)
 
     @functools.cached_property
     def err(self) -> Console:
         """Rich console on stderr, for the live status line."""
+        from rich.console import Console
+
         return Console(file=self.env.err, highlight=False)
 
     def t(self, key: str, **values: object) -> str:
@@ -157,7 +164,10 @@ class Session:
     @contextlib.contextmanager
     def waiting(self, key: str) -> Iterator[None]:
         """A live status line with elapsed seconds, on a terminal only (never in --json)."""
-        if self.json or not self.err.is_terminal:
+        # A pipe (a register program reading us) never gets the line, and is told so
+        # without loading Rich (unless a console was set up for us: it decides).
+        on_terminal = "err" in self.__dict__ or self.env.err.isatty()
+        if self.json or not on_terminal or not self.err.is_terminal:
             yield
             return
         started = time.monotonic()

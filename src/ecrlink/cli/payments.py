@@ -17,7 +17,6 @@ from ..client import DEFAULT_CLIENT_ID, Terminal
 from ..protocol import Result, Sale, check_receipt_no
 from .exit_codes import EXIT_CODES_HELP, ExitStatus, exit_status_for_result
 from .options import Session, command_options
-from .output import render_result
 
 __all__ = ["last", "parse_amount", "parse_field", "sale", "settle", "void"]
 
@@ -62,6 +61,8 @@ def _run(
     if session.json:
         session.print_json(result.to_dict(session.lang))
     else:
+        from .output import render_result  # Rich: only once there is something to show
+
         render_result(session.out, result, session.lang)
     return exit_status_for_result(result)
 

@@ -1,0 +1,138 @@
+"""Cold start: how long after process start the first byte of a sale reaches the terminal.
+
+Side by side in one run, interleaved, each the median of ``--runs`` cold processes:
+
+- ``python -c pass``                      the interpreter alone
+- ``python -c "import httpx"``            the yardstick for ``ecrlink --help``
+- ``curl``                                first byte of a GET, no Python at all
+- ``python + httpx`` script               first byte of a bare httpx GET
+- ``ecrlink sale`` (journal on)           first byte of the CLI's sale (its pre-send
+                                          ``last trans`` on a fresh journal)
+- ``ecrlink --help``                      whole command, to exit
+
+The "terminal" is a socket on 127.0.0.1 that notes when the first request byte
+arrives; the measured process is then killed (each sale gets its own throw-away
+ECRLINK_HOME). Goals (issue 11): sale's first byte within 150 ms of process start,
+``--help`` within 1.2x ``import httpx``.
+
+    python bench/bench_start.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PY = sys.executable
+ECRLINK = [PY, "-m", "ecrlink"] if shutil.which("ecrlink") is None else ["ecrlink"]
+
+
+class FirstByte:
+    """A listening socket that records when the first byte of each connection arrives."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.arrived = threading.Event()
+        self.at = 0.0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if conn.recv(1):
+                    self.at = time.perf_counter()
+                    self.arrived.set()
+
+    def expect(self) -> None:
+        self.arrived.clear()
+
+
+def first_byte(server: FirstByte, argv: list[str], env: dict[str, str]) -> float:
+    server.expect()
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        if not server.arrived.wait(10):
+            raise RuntimeError(f"no byte from {argv}")
+        return server.at - start
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def whole(argv: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    server = FirstByte()
+    url = f"http://127.0.0.1:{server.port}"
+    home = Path(tempfile.mkdtemp(prefix="ecrlink-bench-start-"))
+    env = {**os.environ, "ECRLINK_HOME": str(home), "ECRLINK_CONFIG": str(home / "none.toml")}
+    counter = iter(range(10**9))
+
+    def sale() -> float:
+        # A fresh journal each time, as a first sale of the day with no mark known.
+        run_env = {**env, "ECRLINK_HOME": str(home / f"run{next(counter)}")}
+        return first_byte(server, [*ECRLINK, "sale", "1000", "-t", url], run_env)
+
+    httpx_get = f"import httpx; httpx.get({url + '/ecr'!r}, timeout=5)"
+    contenders: dict[str, Callable[[], float]] = {
+        "python -c pass": lambda: whole([PY, "-c", "pass"], env),
+        "python -c 'import httpx'": lambda: whole([PY, "-c", "import httpx"], env),
+        "curl, first byte": lambda: first_byte(
+            server, ["curl", "-s", "-m", "5", url + "/ecr"], env),
+        "python + httpx GET, first byte": lambda: first_byte(
+            server, [PY, "-c", httpx_get], env),
+        "ecrlink sale, first byte": sale,
+        "ecrlink --help": lambda: whole([*ECRLINK, "--help"], env),
+    }
+    if shutil.which("curl") is None:
+        del contenders["curl, first byte"]
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(2):  # warm the page cache; not counted
+        for run in contenders.values():
+            run()
+    for _ in range(args.runs):
+        for name, run in contenders.items():
+            times[name].append(run())
+    shutil.rmtree(home, ignore_errors=True)
+
+    median = {name: statistics.median(values) * 1000 for name, values in times.items()}
+    base = median["python -c 'import httpx'"]
+    print(f"cold start, median of {args.runs} runs each, interleaved ({os.cpu_count()} cores)")
+    print(f"{'':34} {'median ms':>10} {'min ms':>8} {'x import httpx':>15}")
+    for name, values in times.items():
+        print(f"{name:34} {median[name]:10.1f} {min(values) * 1000:8.1f} "
+              f"{median[name] / base:15.2f}")
+    sale_ms, help_ratio = median["ecrlink sale, first byte"], median["ecrlink --help"] / base
+    print(f"\ngoal: sale first byte <= 150 ms: {sale_ms:.0f} ms "
+          f"{'ok' if sale_ms <= 150 else 'MISSED'}; "
+          f"--help <= 1.2x import httpx: {help_ratio:.2f}x "
+          f"{'ok' if help_ratio <= 1.2 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
