@@ -117,6 +117,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{count} payment(s) IN DOUBT: check the printed receipts, then `ecrlink journal "
         "resolve`.",
     ),
+    "journal_more": (
+        "Đang hiện {shown} giao dịch mới nhất trong tổng số {total}; còn {more} giao dịch cũ "
+        "hơn chưa hiện: `--limit N` để xem thêm, `--all` để xem tất cả.",
+        "Showing the newest {shown} of {total} entries; {more} older not shown: "
+        "`--limit N` shows more, `--all` shows every one.",
+    ),
+    "journal_in_doubt_hidden": (
+        "Có giao dịch chưa rõ kết quả không nằm trong trang này: `ecrlink journal list "
+        "--in-doubt` liệt kê tất cả.",
+        "Some of them are not on this page: `ecrlink journal list --in-doubt` lists them "
+        "all.",
+    ),
+    "journal_limit_or_all": (
+        "chỉ dùng một trong hai: --limit N hoặc --all",
+        "give either --limit N or --all, not both",
+    ),
     "history": ("Lịch sử", "History"),
     "nothing_to_recover": ("Không có giao dịch nào cần xác minh.", "Nothing in doubt."),
     "recovering": ("Đang hỏi máy POS {terminal}…", "Asking terminal {terminal}…"),
