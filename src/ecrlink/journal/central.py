@@ -3,18 +3,42 @@
 Each store keeps its own SQLite journal as the authority for its payments and ships
 every entry and every state change here (``ecrlink.journal.sync``). Rows are keyed on
 (site, the store's entry id); each carries the store's change number (the id of the
-entry's latest ``history`` row), and an upsert only ever replaces a row with a newer
-change. psycopg is imported only when a database is opened.
+entry's latest ``history`` row), and an upsert only replaces a row with a newer
+change, so batches may arrive twice or out of order. ``sites.shipped`` is the
+store's cursor, committed in the same transaction as the batch it covers.
+
+All tables live in the PostgreSQL schema ``ecrlink_chain``. psycopg is imported only
+when a database is opened: ``ecrlink sale`` never loads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from .._exceptions import FieldError
+from .._exceptions import FieldError, JournalError
+from .records import Entry, ResolvedBy, State
 
-__all__ = ["check_central_url", "check_site", "redact_url"]
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "CENTRAL_SCHEMA_VERSION",
+    "Central",
+    "Change",
+    "SiteEntry",
+    "SiteStatus",
+    "Total",
+    "check_central_url",
+    "check_site",
+    "redact_url",
+]
 
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 _SITE_RULE = "1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -31,6 +55,7 @@ def check_site(value: object, name: str = "site") -> str:
 def check_central_url(value: object, name: str = "url") -> str:
     """A ``postgresql://`` URL (libpq's form), or ``FieldError`` naming the rule."""
     if not isinstance(value, str) or urlsplit(value).scheme.lower() not in _SCHEMES:
+        # Not echoed: a URL may carry a password.
         raise FieldError(name, "must be a postgresql://user@host/database URL", None)
     return value
 
@@ -40,6 +65,467 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}"))
+
+
+CENTRAL_SCHEMA_VERSION = 1
+
+# Each migration takes the central schema from version i to i + 1. Never edit one that
+# shipped. Times are timestamptz (the stores write UTC); amounts are bigint (VND).
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE ecrlink_chain.sites (
+        site       text PRIMARY KEY,
+        journal    text NOT NULL,
+        shipped    bigint NOT NULL DEFAULT 0,
+        synced_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE ecrlink_chain.entries (
+        site           text NOT NULL REFERENCES ecrlink_chain.sites (site),
+        id             bigint NOT NULL,
+        change         bigint NOT NULL,
+        terminal       text NOT NULL,
+        command        text NOT NULL,
+        state          text NOT NULL,
+        request_id     text NOT NULL,
+        client_id      text NOT NULL,
+        amount         bigint,
+        f1 text NOT NULL, f2 text NOT NULL, f3 text NOT NULL, f4 text NOT NULL,
+        f5 text NOT NULL,
+        created_at     timestamptz NOT NULL,
+        updated_at     timestamptz NOT NULL,
+        receipt_no     text,
+        void_of        text,
+        approval_code  text,
+        ref_no         text,
+        card_no        text,
+        tid            text,
+        mid            text,
+        batch_no       text,
+        stan           text,
+        trans_time     timestamptz,
+        return_code    text,
+        resolved_by    text,
+        resolved_who   text,
+        note           text,
+        raw_reply      bytea,
+        charged_amount bigint,
+        mark_before    text,
+        mark_at        timestamptz,
+        deadline       timestamptz,
+        PRIMARY KEY (site, id)
+    );
+    CREATE INDEX entries_created ON ecrlink_chain.entries (created_at);
+    CREATE INDEX entries_site_terminal ON ecrlink_chain.entries (site, terminal, state);
+    CREATE INDEX entries_mid ON ecrlink_chain.entries (mid, created_at);
+    CREATE TABLE ecrlink_chain.history (
+        site      text NOT NULL REFERENCES ecrlink_chain.sites (site),
+        id        bigint NOT NULL,
+        entry_id  bigint NOT NULL,
+        at        timestamptz NOT NULL,
+        state     text NOT NULL,
+        by        text,
+        who       text,
+        note      text,
+        PRIMARY KEY (site, id)
+    );
+    CREATE INDEX history_entry ON ecrlink_chain.history (site, entry_id);
+    """,
+]
+assert len(_MIGRATIONS) == CENTRAL_SCHEMA_VERSION
+
+# Serialises schema creation between stores that sync for the first time together.
+_SCHEMA_LOCK = 0x45434C4B  # "ECLK"
+
+# The store's columns, in the order of ecrlink.journal.store (its _COLUMNS).
+_ENTRY_COLUMNS = (
+    "id", "terminal", "command", "state", "request_id", "client_id", "amount",
+    "f1", "f2", "f3", "f4", "f5", "created_at", "updated_at", "receipt_no", "void_of",
+    "approval_code", "ref_no", "card_no", "tid", "mid", "batch_no", "stan", "trans_time",
+    "return_code", "resolved_by", "resolved_who", "note", "raw_reply", "charged_amount",
+    "mark_before", "mark_at", "deadline",
+)
+_SELECT_ENTRY = "site, change, " + ", ".join(_ENTRY_COLUMNS)
+_UPSERT_ENTRY = (
+    f"INSERT INTO ecrlink_chain.entries (site, change, {', '.join(_ENTRY_COLUMNS)}) "
+    f"VALUES (%s, %s{', %s' * len(_ENTRY_COLUMNS)}) ON CONFLICT (site, id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in ("change", *_ENTRY_COLUMNS[1:]))
+    # Never an older change over a newer one: batches may come again or out of order.
+    + " WHERE ecrlink_chain.entries.change < EXCLUDED.change"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO ecrlink_chain.history (site, id, entry_id, at, state, by, who, note) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site, id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change of a store's journal (a row of its ``history``)."""
+
+    id: int
+    """The store's history row id: its change number, increasing with every commit."""
+    entry_id: int
+    at: datetime
+    state: State
+    by: str | None = None
+    who: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteEntry:
+    """One store's journal entry as head office holds it."""
+
+    site: str
+    entry: Entry
+    change: int
+    """The store's change number this row reflects (its latest history row id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteStatus:
+    """How far a store's journal has reached head office."""
+
+    site: str
+    journal: str
+    """Which journal feeds the site: its first entry's time and requestId."""
+    shipped: int
+    """Every change of the store's journal up to this number is here."""
+    synced_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """Entries of one site, MID, command and state: how many, how much asked and charged."""
+
+    site: str
+    mid: str | None
+    command: str
+    state: State
+    count: int
+    amount: int
+    charged: int
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise JournalError(
+            "a PostgreSQL journal needs psycopg: pip install 'ecrlink[postgres]'"
+        ) from None
+    return psycopg
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+class Central:
+    """A connection to a chain's central PostgreSQL journal.
+
+    ``Central.open(url)`` creates or upgrades the schema (a store's sync);
+    ``create=False`` only reads and says so if there is nothing there (head office).
+    The connection is in autocommit mode: the store's writes go through
+    :meth:`transaction`. Not safe to share between threads; open one per thread.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], url: str) -> None:
+        self.conn = conn
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True, connect_timeout: float = 10) -> Self:
+        """Connect to ``url``; ``JournalError`` (one line, no password) if that fails."""
+        check_central_url(url)
+        psycopg = _psycopg()
+        try:
+            conn = psycopg.connect(
+                url, connect_timeout=max(1, round(connect_timeout)),
+                application_name="ecrlink", options="-c TimeZone=UTC", autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise CentralUnreachable(
+                f"central journal {redact_url(url)}: cannot connect ({_first_line(exc)})"
+            ) from None
+        central = cls(conn, url)
+        try:
+            central._check_schema(create)
+        except BaseException:
+            conn.close()
+            raise
+        return central
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _error(self, what: str, exc: BaseException) -> JournalError:
+        psycopg = _psycopg()
+        kind = CentralUnreachable if isinstance(exc, psycopg.OperationalError) else JournalError
+        return kind(f"central journal {redact_url(self.url)}: {what} ({_first_line(exc)})")
+
+    def _check_schema(self, create: bool) -> None:
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction():
+                if create:
+                    self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    self.conn.execute("CREATE SCHEMA IF NOT EXISTS ecrlink_chain")
+                    self.conn.execute(
+                        "CREATE TABLE IF NOT EXISTS ecrlink_chain.meta "
+                        "(key text PRIMARY KEY, value text NOT NULL)"
+                    )
+                elif self.conn.execute(
+                    "SELECT to_regclass('ecrlink_chain.meta')"
+                ).fetchone() == (None,):
+                    raise JournalError(
+                        f"central journal {redact_url(self.url)}: no ecrlink chain data "
+                        "here (no store has synced to this database yet)"
+                    )
+                row = self.conn.execute(
+                    "SELECT value FROM ecrlink_chain.meta WHERE key = 'schema_version'"
+                ).fetchone()
+                version = int(row[0]) if row else 0
+                if version > CENTRAL_SCHEMA_VERSION:
+                    raise JournalError(
+                        f"central journal {redact_url(self.url)}: schema version {version} "
+                        f"is newer than this ecrlink ({CENTRAL_SCHEMA_VERSION}); upgrade ecrlink"
+                    )
+                if version < CENTRAL_SCHEMA_VERSION and not create:
+                    raise JournalError(
+                        f"central journal {redact_url(self.url)}: schema version {version}; "
+                        "a store's journal sync upgrades it"
+                    )
+                for step in range(version, CENTRAL_SCHEMA_VERSION):
+                    self.conn.execute(_MIGRATIONS[step])
+                if version != CENTRAL_SCHEMA_VERSION:
+                    self.conn.execute(
+                        "INSERT INTO ecrlink_chain.meta VALUES ('schema_version', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                        (str(CENTRAL_SCHEMA_VERSION),),
+                    )
+        except psycopg.Error as exc:
+            raise self._error("cannot prepare the schema", exc) from None
+
+    # --- the store's side: one batch per transaction ---------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction: everything in it is committed together or not at all.
+
+        A dropped link is ``CentralUnreachable`` (try again later), any other database
+        error a ``JournalError``; both are one line without the password.
+        """
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction():
+                yield
+        except psycopg.Error as exc:
+            raise self._error("write failed", exc) from None
+
+    def claim(self, site: str, journal: str) -> int:
+        """Lock ``site``'s row for this transaction; return its cursor (``shipped``).
+
+        Creates the site on its first sync. A site fed by another journal is refused:
+        two stores with one name would overwrite each other's payments.
+        """
+        self.conn.execute(
+            "INSERT INTO ecrlink_chain.sites (site, journal) VALUES (%s, %s) "
+            "ON CONFLICT (site) DO NOTHING", (site, journal),
+        )
+        row = self.conn.execute(
+            "SELECT journal, shipped FROM ecrlink_chain.sites WHERE site = %s FOR UPDATE",
+            (site,),
+        ).fetchone()
+        assert row is not None
+        if row[0] != journal:
+            raise JournalError(
+                f"site {site}: head office already holds another journal under this name "
+                f"(first entry {row[0]}; this one: {journal}); give each journal its own --site"
+            )
+        return int(row[1])
+
+    def change_at(self, site: str, change_id: int) -> Change | None:
+        """The change numbered ``change_id`` of ``site`` as head office has it."""
+        row = self.conn.execute(
+            "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
+            "WHERE site = %s AND id = %s", (site, change_id),
+        ).fetchone()
+        return _change(row) if row else None
+
+    def write(
+        self, site: str, entries: Sequence[tuple[Entry, int]], changes: Sequence[Change],
+        shipped: int,
+    ) -> None:
+        """Upsert ``entries`` (each with its change number), add ``changes``, move the
+        cursor to ``shipped``. Call inside ``conn.transaction()`` after :meth:`claim`."""
+        with self.conn.cursor() as cur:
+            if entries:
+                cur.executemany(
+                    _UPSERT_ENTRY, [(site, change, *_entry_params(e)) for e, change in entries]
+                )
+            if changes:
+                cur.executemany(_INSERT_HISTORY, [
+                    (site, c.id, c.entry_id, c.at, c.state.value, c.by, c.who, c.note)
+                    for c in changes
+                ])
+            cur.execute(
+                "UPDATE ecrlink_chain.sites SET shipped = GREATEST(shipped, %s), "
+                "synced_at = now() WHERE site = %s", (shipped, site),
+            )
+
+    # --- head office's side: streaming reads -------------------------------------------
+
+    def entries(
+        self,
+        *,
+        sites: Iterable[str] | None = None,
+        terminal: str | None = None,
+        states: Iterable[State] | None = None,
+        commands: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch: int = 2000,
+    ) -> Iterator[SiteEntry]:
+        """Entries of every store (or ``sites``), by creation time, streamed.
+
+        A server-side cursor fetches ``batch`` rows at a time: a million payments never
+        sit in memory at once. Filters as ``Journal.entries``, plus the site.
+        """
+        where, params = _filters(sites, terminal, states, commands, since, until)
+        sql = (
+            f"SELECT {_SELECT_ENTRY} FROM ecrlink_chain.entries {where} "
+            "ORDER BY created_at, site, id"
+        )
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction(), self.conn.cursor(name="ecrlink_entries") as cur:
+                cur.itersize = batch
+                cur.execute(sql, params)
+                for row in cur:
+                    yield SiteEntry(row[0], _central_entry(row[2:]), row[1])
+        except psycopg.Error as exc:
+            raise self._error("read failed", exc) from None
+
+    def history(self, site: str, entry_id: int) -> list[Change]:
+        """The state changes of one entry of ``site``, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
+            "WHERE site = %s AND entry_id = %s ORDER BY id", (site, entry_id),
+        ).fetchall()
+        return [_change(row) for row in rows]
+
+    def changes(self, site: str) -> Iterator[Change]:
+        """Every state change of ``site`` head office holds, in the store's order."""
+        with self.conn.transaction(), self.conn.cursor(name="ecrlink_changes") as cur:
+            cur.itersize = 5000
+            cur.execute(
+                "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
+                "WHERE site = %s ORDER BY id", (site,),
+            )
+            for row in cur:
+                yield _change(row)
+
+    def totals(
+        self,
+        *,
+        sites: Iterable[str] | None = None,
+        terminal: str | None = None,
+        states: Iterable[State] | None = None,
+        commands: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Total]:
+        """Counts and sums per site, MID, command and state, computed by the server."""
+        where, params = _filters(sites, terminal, states, commands, since, until)
+        rows = self.conn.execute(
+            "SELECT site, mid, command, state, count(*), COALESCE(sum(amount), 0), "
+            "COALESCE(sum(charged_amount), 0) FROM ecrlink_chain.entries "
+            f"{where} GROUP BY site, mid, command, state ORDER BY site, mid, command, state",
+            params,
+        ).fetchall()
+        return [Total(r[0], r[1], r[2], State(r[3]), r[4], int(r[5]), int(r[6])) for r in rows]
+
+    def sites(self) -> list[SiteStatus]:
+        """Every store that has synced, and how far."""
+        rows = self.conn.execute(
+            "SELECT site, journal, shipped, synced_at FROM ecrlink_chain.sites ORDER BY site"
+        ).fetchall()
+        return [SiteStatus(*row) for row in rows]
+
+
+class CentralUnreachable(JournalError):
+    """The central server could not be reached (or the link dropped): try again later."""
+
+
+def _filters(
+    sites: Iterable[str] | None, terminal: str | None, states: Iterable[State] | None,
+    commands: Iterable[str] | None, since: datetime | None, until: datetime | None,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if sites is not None:
+        clauses.append("site = ANY(%s)")
+        params.append(list(sites))
+    if terminal is not None:
+        clauses.append("terminal = %s")
+        params.append(terminal)
+    if states is not None:
+        clauses.append("state = ANY(%s)")
+        params.append([str(s) for s in states])
+    if commands is not None:
+        clauses.append("command = ANY(%s)")
+        params.append(list(commands))
+    if since is not None:
+        clauses.append("created_at >= %s")
+        params.append(since.astimezone(UTC))
+    if until is not None:
+        clauses.append("created_at < %s")
+        params.append(until.astimezone(UTC))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _entry_params(e: Entry) -> tuple[Any, ...]:
+    return (
+        e.id, e.terminal, e.command, e.state.value, e.request_id, e.client_id, e.amount,
+        *e.fields, e.created_at, e.updated_at, e.receipt_no, e.void_of, e.approval_code,
+        e.ref_no, e.card_no, e.tid, e.mid, e.batch_no, e.stan, e.trans_time, e.return_code,
+        e.resolved_by.value if e.resolved_by else None, e.resolved_who, e.note, e.raw_reply,
+        e.charged_amount, e.mark_before, e.mark_at, e.deadline,
+    )
+
+
+def _central_entry(row: Sequence[Any]) -> Entry:
+    (id_, terminal, command, state, request_id, client_id, amount, f1, f2, f3, f4, f5,
+     created_at, updated_at, receipt_no, void_of, approval_code, ref_no, card_no, tid, mid,
+     batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw,
+     charged_amount, mark_before, mark_at, deadline) = row
+    return Entry(
+        id=id_, terminal=terminal, command=command, state=State(state),
+        request_id=request_id, client_id=client_id, amount=amount,
+        fields=(f1, f2, f3, f4, f5), created_at=created_at, updated_at=updated_at,
+        receipt_no=receipt_no, void_of=void_of, approval_code=approval_code, ref_no=ref_no,
+        card_no=card_no, tid=tid, mid=mid, batch_no=batch_no, stan=stan,
+        trans_time=trans_time, return_code=return_code,
+        resolved_by=ResolvedBy(resolved_by) if resolved_by else None,
+        resolved_who=resolved_who, note=note, raw_reply=bytes(raw) if raw is not None else None,
+        charged_amount=charged_amount, mark_before=mark_before, mark_at=mark_at,
+        deadline=deadline,
+    )
+
+
+def _change(row: Sequence[Any]) -> Change:
+    return Change(row[0], row[1], row[2], State(row[3]), row[4], row[5], row[6])
