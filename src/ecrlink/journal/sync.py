@@ -33,7 +33,7 @@ from .central import Central, CentralUnreachable, Change
 from .records import Entry
 from .store import _COLUMNS, SCHEMA_VERSION, Journal, _entry
 
-__all__ = ["Backoff", "LocalJournal", "Progress", "Shipper", "follow", "sync_once"]
+__all__ = ["Backoff", "LocalJournal", "Progress", "Shipper", "follow_journal", "sync_once"]
 
 DEFAULT_BATCH = 500
 
@@ -244,7 +244,7 @@ class Backoff:
         self.failures = 0
 
 
-def follow(
+def follow_journal(
     journal: str | Path,
     url: str,
     site: str,
