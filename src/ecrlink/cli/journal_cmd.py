@@ -183,3 +183,9 @@ def resolve(
                 session.t("resolved", id=entry_id, state=label), markup=False, highlight=False
             )
     return ExitStatus.OK
+
+
+# ``journal sync`` (chains, issue 13) lives in its own module; it joins the group here.
+from .journal_sync import sync  # noqa: E402
+
+journal.add_command(sync)
