@@ -81,13 +81,27 @@ class FieldError(LocalProtocolError, ValueError):
     """One field of a request broke one rule.
 
     ``field`` names the field as the user knows it (``amount``, ``invoice``, ``F4``),
-    ``rule`` says what was expected, so a cashier-facing message can be built from them.
+    ``rule`` says in English what was expected; ``str(exc)`` is ``"field: rule"``.
+    ``code`` names the rule for programs (``"too_long"``) and ``params`` holds its values
+    (``{"max": 20, "length": 25}``): ``ecrlink.protocol.field_texts.field_message(exc,
+    "vi")`` says it all in Vietnamese. ecrlink raises every one through
+    ``field_texts.field_error``; ``code`` is None for one raised without a known rule.
     """
 
-    def __init__(self, field: str, rule: str, value: object = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        rule: str,
+        value: object = None,
+        *,
+        code: str | None = None,
+        params: dict[str, object] | None = None,
+    ) -> None:
         self.field = field
         self.rule = rule
         self.value = value
+        self.code = code
+        self.params: dict[str, object] = dict(params or {})
         super().__init__(f"{field}: {rule}")
 
 

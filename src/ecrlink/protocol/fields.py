@@ -1,7 +1,8 @@
 """Validation of every field that goes into a request line.
 
 A field that breaks a rule is refused with a ``FieldError`` naming the field and the
-rule, before anything is sent. The rules come from the spec (lengths) and from the
+rule, before anything is sent (each rule's texts, Vietnamese and English, are in
+``field_texts``). The rules come from the spec (lengths) and from the
 wire (a ``|`` or ``&`` would split the command; a terminal's printer has no
 diacritics). Vietnamese text can be transliterated on request instead of refused.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .._exceptions import FieldError
+from .field_texts import field_error
 
 __all__ = [
     "FORBIDDEN_CHARACTERS",
@@ -50,63 +51,56 @@ def check_field(
 ) -> str:
     """Return ``value`` ready for the wire, or raise ``FieldError`` naming ``name``."""
     if not isinstance(value, str):
-        raise FieldError(name, f"must be text, not {type(value).__name__}", value)
+        raise field_error(name, "not_text", value, type=type(value).__name__)
     if transliterate_text:
         value = transliterate(value)
     if not value and not allow_empty:
-        raise FieldError(name, "must not be empty", value)
+        raise field_error(name, "empty", value)
     for ch in value:
         if ch in FORBIDDEN_CHARACTERS:
-            raise FieldError(
-                name,
-                f"must not contain {ch!r} (the characters {FORBIDDEN_CHARACTERS} "
-                "would break the request line)",
-                value,
+            raise field_error(
+                name, "forbidden_character", value, char=ch, forbidden=FORBIDDEN_CHARACTERS
             )
         code = ord(ch)
         if code < 0x20 or code == 0x7F:
-            raise FieldError(name, f"must not contain control character U+{code:04X}", value)
+            raise field_error(name, "control_character", value, codepoint=code)
         if code > 0x7E:
-            hint = "" if transliterate_text else " (transliteration can remove diacritics)"
-            raise FieldError(
-                name, f"must be plain ASCII, {ch!r} is not printable on the terminal{hint}", value
+            raise field_error(
+                name, "not_ascii_transliterated" if transliterate_text else "not_ascii",
+                value, char=ch,
             )
     if len(value) > max_length:
-        raise FieldError(
-            name, f"must be at most {max_length} characters, got {len(value)}", value
-        )
+        raise field_error(name, "too_long", value, max=max_length, length=len(value))
     return value
 
 
 def check_amount(amount: object, name: str = "amount") -> int:
     """Return ``amount`` as an int if it is a positive integer of at most 10 digits."""
     if isinstance(amount, bool) or not isinstance(amount, int):
-        raise FieldError(
-            name, f"must be a whole number of VND (an int), not {type(amount).__name__}", amount
-        )
+        raise field_error(name, "amount_not_int", amount, type=type(amount).__name__)
     if amount <= 0:
-        raise FieldError(name, "must be greater than 0", amount)
+        raise field_error(name, "not_positive", amount)
     if amount >= 10**MAX_AMOUNT_DIGITS:
-        raise FieldError(name, f"must have at most {MAX_AMOUNT_DIGITS} digits", amount)
+        raise field_error(name, "too_many_digits", amount, max=MAX_AMOUNT_DIGITS)
     return amount
 
 
 def check_receipt_no(receipt_no: object, name: str = "receipt_no") -> str:
     """Return a receipt number as the digits to send (``61`` and ``"000061"`` both work)."""
     if isinstance(receipt_no, bool):
-        raise FieldError(name, "must be a receipt number, not a bool", receipt_no)
+        raise field_error(name, "receipt_bool", receipt_no)
     if isinstance(receipt_no, int):
         if receipt_no <= 0:
-            raise FieldError(name, "must be greater than 0", receipt_no)
+            raise field_error(name, "not_positive", receipt_no)
         text = str(receipt_no)
     elif isinstance(receipt_no, str):
         text = receipt_no.strip()
         if not text.isascii() or not text.isdigit():
-            raise FieldError(name, "must contain digits only", receipt_no)
+            raise field_error(name, "digits_only", receipt_no)
         if int(text) == 0:
-            raise FieldError(name, "must be greater than 0", receipt_no)
+            raise field_error(name, "not_positive", receipt_no)
     else:
-        raise FieldError(name, f"must be a number, not {type(receipt_no).__name__}", receipt_no)
+        raise field_error(name, "receipt_not_number", receipt_no, type=type(receipt_no).__name__)
     if len(text) > MAX_FIELD_LENGTH:
-        raise FieldError(name, f"must be at most {MAX_FIELD_LENGTH} digits", receipt_no)
+        raise field_error(name, "too_many_digits", receipt_no, max=MAX_FIELD_LENGTH)
     return text

@@ -19,6 +19,7 @@ from typing import ClassVar
 from urllib.parse import unquote_to_bytes
 
 from .._exceptions import FieldError, RemoteProtocolError
+from .field_texts import field_error
 from .fields import MAX_AMOUNT_DIGITS, check_amount, check_field, check_receipt_no
 
 __all__ = [
@@ -87,7 +88,7 @@ class Sale(Request):
         _check_ids(self.request_id, self.client_id)
         check_amount(self.amount)
         if len(self.fields) != 5:
-            raise FieldError("fields", "a sale has exactly five fields F1..F5", self.fields)
+            raise field_error("fields", "five_fields", self.fields)
         for i, text in enumerate(self.fields, start=1):
             check_field(f"F{i}", text)
 
@@ -115,7 +116,7 @@ class Sale(Request):
             items = fields.items() if isinstance(fields, Mapping) else enumerate(fields, start=1)
             for number, text in items:
                 if not isinstance(number, int) or not 1 <= number <= 5:
-                    raise FieldError("fields", f"field numbers are 1..5, got {number!r}", number)
+                    raise field_error("fields", "field_number", number, number=number)
                 slots[number - 1] = text
         for number, name, value in (
             (INVOICE_FIELD, "invoice", invoice),
@@ -124,7 +125,7 @@ class Sale(Request):
             if value is None:
                 continue
             if slots[number - 1]:
-                raise FieldError(name, f"travels as F{number}, which fields= already sets", value)
+                raise field_error(name, "field_taken", value, number=number)
             slots[number - 1] = value
             names[number - 1] = name
         cleaned = [
@@ -240,9 +241,9 @@ def parse_request_line(line: str | bytes) -> Request:
                 raise _bad("sale takes an amount and up to five fields", raw)
             amount_text = args[0].strip()
             if not (amount_text.isascii() and amount_text.isdigit()):
-                raise FieldError("amount", "must be digits only", amount_text)
+                raise field_error("amount", "digits_only", amount_text)
             if len(amount_text) > MAX_AMOUNT_DIGITS:
-                raise FieldError("amount", f"must have at most {MAX_AMOUNT_DIGITS} digits")
+                raise field_error("amount", "too_many_digits", amount_text, max=MAX_AMOUNT_DIGITS)
             padded = [*args[1:], "", "", "", "", ""][:5]
             return Sale(
                 request_id=request_id,
@@ -259,7 +260,7 @@ def parse_request_line(line: str | bytes) -> Request:
                 raise _bad("settle takes YES or NO", raw)
             answer = args[0].strip().upper() if args else "YES"
             if answer not in ("YES", "NO"):
-                raise FieldError("settle", "must be YES or NO", answer)
+                raise field_error("settle", "yes_or_no", answer)
             return Settle(request_id=request_id, client_id=client_id, confirm=answer == "YES")
         if name in _LAST_TRANS_SPELLINGS:
             if args:
