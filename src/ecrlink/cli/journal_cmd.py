@@ -12,9 +12,10 @@ from datetime import date, datetime, time, timedelta
 
 import click
 
-from .._exceptions import FieldError, JournalError
+from .._exceptions import JournalError
 from ..journal import Entry, Journal, ResolvedBy, State
 from ..protocol import VIETNAM_TIME, Outcome, check_receipt_no
+from ..protocol.field_texts import field_error
 from .config import TerminalConfig
 from .exit_codes import EXIT_CODES_HELP, ExitStatus
 from .options import Session, command_options
@@ -36,9 +37,7 @@ def parse_moment(value: str, name: str, *, end: bool = False) -> datetime:
         else:
             moment = datetime.fromisoformat(text)
     except ValueError:
-        raise FieldError(
-            name, "must be a date YYYY-MM-DD or a date-time YYYY-MM-DDTHH:MM", value
-        ) from None
+        raise field_error(name, "date_time", value) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=VIETNAM_TIME)
 
 
@@ -163,7 +162,7 @@ def resolve(
 ) -> ExitStatus:
     """Record the outcome of payment ID from the terminal's printed receipt."""
     if (receipt is None) == (not not_approved):
-        raise FieldError("resolve", "give exactly one of --approved RECEIPT or --not-approved")
+        raise field_error("resolve", "one_outcome")
     receipt_no = check_receipt_no(receipt, "--approved").zfill(6) if receipt else None
     if who is None:
         try:
