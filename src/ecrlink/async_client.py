@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .client import DEFAULT_CLIENT_ID, JournalOption, _TerminalBase
-from .payment.flow import Exchange, Flow, Store
+from .client import DEFAULT_CLIENT_ID, JournalOption, OnRecovered, _TerminalBase
+from .payment.flow import Exchange, Flow, Pause, Recovered, Store
 from .protocol import Request, Result
 from .transports import AsyncTransport, open_async_transport
 
@@ -44,12 +44,13 @@ class AsyncTerminal(_TerminalBase):
         duplicate_window: float | None = None,
         tls_fingerprint: str | None = None,
         transport: AsyncTransport | None = None,
+        on_recovered: OnRecovered | None = None,
     ) -> None:
         super().__init__(
             url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
             status_timeout=status_timeout, recovery_timeout=recovery_timeout,
             lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
-            duplicate_window=duplicate_window,
+            duplicate_window=duplicate_window, on_recovered=on_recovered,
         )
         self._transport = transport or open_async_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -94,8 +95,10 @@ class AsyncTerminal(_TerminalBase):
                         )
                     elif isinstance(step, Store):
                         value, cancelled = await _in_thread(step.call, self.journal)
-                    else:
+                    elif isinstance(step, Pause):
                         await asyncio.sleep(step.seconds)
+                    elif isinstance(step, Recovered) and self.on_recovered is not None:
+                        self.on_recovered(step.results)
                 except BaseException as exc:
                     step = flow.throw(exc)
                 else:

@@ -23,7 +23,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._exceptions import ConfigError
 from .journal import Journal, TerminalLock, default_data_dir
-from .payment.flow import Exchange, Flow, Flows, Settings, Store
+from .payment.flow import Exchange, Flow, Flows, Pause, Recovered, Settings, Store
 from .protocol import LastTrans, Request, Result, Sale, Settle, Void, check_field
 from .transports import Transport, open_transport, terminal_key
 
@@ -50,6 +50,10 @@ JournalOption = Journal | str | os.PathLike[str] | bool | None
 that one; ``False``/``None``: no journal (no recovery across crashes, no guard)."""
 
 T = TypeVar("T")
+
+OnRecovered = Callable[[list[Result]], None]
+"""``on_recovered(results)``: what became of earlier open payments, told before a new
+command starts."""
 
 
 def _positive_seconds(name: str, value: float) -> float:
@@ -106,8 +110,12 @@ class _TerminalBase:
         transliterate: bool,
         journal: JournalOption,
         duplicate_window: float | None,
+        on_recovered: OnRecovered | None,
     ) -> None:
         self.url = url
+        self.on_recovered = on_recovered
+        """Called with the results of earlier payments that a command settled before
+        starting (a crash or Ctrl-C had left them open): show them to the cashier."""
         self.terminal = terminal_key(url)
         """The terminal's one name, however ``url`` is spelled: the lock and the journal
         key on it (see ``ecrlink.transports.identity``)."""
@@ -197,6 +205,8 @@ class Terminal(_TerminalBase):
     transaction on the same terminal. See ``JournalOption`` for ``journal``.
     ``duplicate_window`` is how long (seconds) an approved invoice (F3) blocks another
     sale for it, on any terminal of the journal; None: the current business day.
+    ``on_recovered(results)`` is told what became of earlier payments left open (a
+    crash, Ctrl-C) that a command settled with ``last trans`` before starting.
 
     >>> with Terminal("http://192.168.1.50") as pos:          # doctest: +SKIP
     ...     result = pos.sale(150_000, invoice="HD0001")
@@ -218,12 +228,13 @@ class Terminal(_TerminalBase):
         duplicate_window: float | None = None,
         tls_fingerprint: str | None = None,
         transport: Transport | None = None,
+        on_recovered: OnRecovered | None = None,
     ) -> None:
         super().__init__(
             url, client_id=client_id, timeout=timeout, connect_timeout=connect_timeout,
             status_timeout=status_timeout, recovery_timeout=recovery_timeout,
             lock_timeout=lock_timeout, transliterate=transliterate, journal=journal,
-            duplicate_window=duplicate_window,
+            duplicate_window=duplicate_window, on_recovered=on_recovered,
         )
         self._transport = transport or open_transport(
             url, connect_timeout=self.connect_timeout, tls_fingerprint=tls_fingerprint
@@ -260,8 +271,10 @@ class Terminal(_TerminalBase):
                     elif isinstance(step, Store):
                         assert self.journal is not None
                         value = step.call(self.journal)
-                    else:
+                    elif isinstance(step, Pause):
                         time.sleep(step.seconds)
+                    elif isinstance(step, Recovered) and self.on_recovered is not None:
+                        self.on_recovered(step.results)
                 except BaseException as exc:
                     step = flow.throw(exc)
                 else:

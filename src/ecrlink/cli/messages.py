@@ -56,6 +56,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "terminal may still charge the card. Run `ecrlink journal recover` to ask the "
         "terminal, or look at its printed receipt and use `ecrlink journal resolve`.",
     ),
+    "recovered_first": (
+        "Trước khi bắt đầu, đã hỏi máy POS về giao dịch bị gián đoạn trước đó (nhật ký số "
+        "{id}). Kết quả:",
+        "Before starting, the terminal was asked about an earlier interrupted payment "
+        "(journal entry {id}). Its outcome:",
+    ),
     # --- errors -------------------------------------------------------------------------
     "error": ("Lỗi", "Error"),
     "bad_input": ("Dữ liệu không hợp lệ, chưa gửi gì", "Bad input, nothing sent"),

@@ -30,6 +30,7 @@ import click
 from .._exceptions import DuplicateInvoice, EcrError, FieldError, InDoubtPending
 from ..client import DEFAULT_CLIENT_ID, Terminal
 from ..journal import Journal
+from ..protocol import Result
 from .config import Config, TerminalConfig, Timeouts, config_path, load_config, resolve_terminal
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import LANGS, Lang, default_lang, text
@@ -91,6 +92,9 @@ class Session:
     client_id: str | None = None
     timeout: float | None = None
     _config: Config | None = None
+    recovered: list[Result] = field(default_factory=list)
+    """Earlier interrupted payments the command settled before starting (``--json``
+    prints them under ``"recovered"``)."""
 
     @functools.cached_property
     def out(self) -> Console:
@@ -152,8 +156,27 @@ class Session:
         return Terminal(
             target.url, client_id=client_id, journal=self.journal_option(),
             transliterate=transliterate, duplicate_window=self.config().duplicate_window,
-            **timeouts,
+            on_recovered=self.tell_recovered, **timeouts,
         )
+
+    def tell_recovered(self, results: list[Result]) -> None:
+        """Show the cashier what became of earlier interrupted payments, at once (before
+        the new command starts); under ``--json`` they join the command's output."""
+        self.recovered += results
+        if self.json:
+            return
+        from .output import render_result
+
+        for result in results:
+            self.out.print(self.t("recovered_first", id=result.journal_id or "?"),
+                           markup=False, highlight=False)
+            render_result(self.out, result, self.lang)
+
+    def recovered_json(self) -> dict[str, Any]:
+        """``{"recovered": [...]}`` when earlier payments were settled first, else ``{}``."""
+        if not self.recovered:
+            return {}
+        return {"recovered": [r.to_dict(self.lang) for r in self.recovered]}
 
     def print_json(self, data: object) -> None:
         """Exactly one JSON document on stdout, ASCII-only (Vietnamese as ``\\u`` escapes),
@@ -200,7 +223,8 @@ _ERROR_KIND = {
 
 
 def echo_error(
-    env: Environment, lang: str, exc: BaseException, *, as_json: bool = False
+    env: Environment, lang: str, exc: BaseException, *, as_json: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> ExitStatus:
     """Print ``exc`` as one line on stderr; return its exit code.
 
@@ -228,7 +252,7 @@ def echo_error(
             error["journal_ids"] = list(exc.journal_ids)
         elif isinstance(exc, DuplicateInvoice):
             error["journal_ids"] = [exc.journal_id]
-        env.out.write(json.dumps({"error": error}) + "\n")
+        env.out.write(json.dumps({"error": error, **(extra or {})}) + "\n")
         env.out.flush()
     return status
 
@@ -290,7 +314,8 @@ def command_options(
                 with _logs(env, session.verbose):
                     status = f(session, **kwargs)
             except EcrError as exc:
-                status = echo_error(env, session.lang, exc, as_json=session.json)
+                status = echo_error(env, session.lang, exc, as_json=session.json,
+                                    extra=session.recovered_json())
             except KeyboardInterrupt:
                 # Commands that can leave a payment in doubt catch Ctrl-C themselves.
                 env.err.write("\n")

@@ -59,7 +59,7 @@ def _run(
         except KeyboardInterrupt:
             return _interrupted(session, pos)
     if session.json:
-        session.print_json(result.to_dict(session.lang))
+        session.print_json({**result.to_dict(session.lang), **session.recovered_json()})
     else:
         from .output import render_result  # Rich: only once there is something to show
 

@@ -7,7 +7,9 @@ back (or their exception thrown in):
   lets the transport tick ``progress.sent`` just before the first byte leaves;
 - :class:`Pause`: wait;
 - :class:`Store`: call the journal (the asyncio driver does it in a worker thread,
-  so SQLite's fsync never blocks the event loop).
+  so SQLite's fsync never blocks the event loop);
+- :class:`Recovered`: tell the caller what became of earlier payments that this
+  command settled before starting (a crash or Ctrl-C had left them open).
 
 The clock is passed in. ``Terminal`` and ``AsyncTerminal`` (``ecrlink.client``) only
 carry the effects out. What a command goes through (the journal checks each step
@@ -69,6 +71,7 @@ __all__ = [
     "Flows",
     "Pause",
     "Progress",
+    "Recovered",
     "Settings",
     "Store",
 ]
@@ -149,7 +152,14 @@ class Store(Generic[T]):
     call: Callable[[Journal], T]
 
 
-Effect = Exchange | Pause | Store[Any]
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """Effect: hand the caller the results of earlier open payments settled first."""
+
+    results: list[Result]
+
+
+Effect = Exchange | Pause | Store[Any] | Recovered
 Flow = Generator[Effect, Any, T]
 
 
@@ -190,7 +200,10 @@ class Flows:
         """Under the lock: recover crash leftovers, apply the guards, exchange."""
         open_ = yield from self._orphans()
         if open_:
-            yield from self._resolve_all(patient=False)
+            # The cashier learns what became of them before a new payment starts.
+            recovered = yield from self._resolve_all(patient=False)
+            if recovered:
+                yield Recovered(recovered)
             open_ = yield from self._orphans()
         if isinstance(request, Sale) and open_ and not force:
             ids = tuple(e.id for e in open_)
