@@ -84,6 +84,17 @@ RULES: dict[str, tuple[str, str]] = {
         "travels as F{number}, which fields= already sets",
     ),
     "yes_or_no": ("phải là YES hoặc NO", "must be YES or NO"),
+    # --- the journal and the chain (journal.store, journal.central) ----------------------
+    "at_least": ("phải từ {min} trở lên", "must be at least {min}"),
+    "site_name": (
+        "phải gồm 1 đến 32 chữ cái, chữ số, '.', '_' hoặc '-', bắt đầu bằng chữ cái hoặc "
+        "chữ số",
+        "must be 1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    ),
+    "postgresql_url": (
+        "phải là địa chỉ dạng postgresql://user@host/database",
+        "must be a postgresql://user@host/database URL",
+    ),
     # --- the command line ---------------------------------------------------------------
     "field_option": (
         "phải có dạng N=NỘI_DUNG với N từ 1 đến 5, ví dụ 4=Ban 12",
@@ -116,6 +127,13 @@ FIELD_NAMES: dict[str, str] = {
     "--until": "--until (đến ngày)",
     "settle": "lệnh kết toán (settle)",
     "resolve": "lệnh resolve",
+    "limit": "số dòng tối đa (limit)",
+    "chunk": "số dòng mỗi lần đọc (chunk)",
+    "site": "mã cửa hàng (site)",
+    "--site": "--site (mã cửa hàng)",
+    "url": "địa chỉ máy chủ trung tâm (url)",
+    "[central] url": "[central] url (địa chỉ máy chủ trung tâm)",
+    "--to": "--to (địa chỉ máy chủ trung tâm)",
 }
 
 _LANG_INDEX = {"vi": 0, "en": 1}
