@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import click
 
-from .._exceptions import FieldError
 from ..client import DEFAULT_CLIENT_ID, Terminal
 from ..protocol import Result, Sale, check_receipt_no
+from ..protocol.field_texts import field_error
 from .exit_codes import EXIT_CODES_HELP, ExitStatus, exit_status_for_result
 from .options import Session, command_options
 
@@ -28,11 +28,9 @@ def parse_amount(value: str) -> int:
     """A whole number of VND from the command line; ``FieldError`` naming ``amount``."""
     text = value.strip()
     if text.startswith("-"):
-        raise FieldError("amount", "must be greater than 0", value)
+        raise field_error("amount", "not_positive", value)
     if not _AMOUNT.fullmatch(text):
-        raise FieldError(
-            "amount", "must be a whole number of VND, like 150000 or 150.000", value
-        )
+        raise field_error("amount", "amount_format", value)
     return int(re.sub(r"[.,_ ]", "", text))
 
 
@@ -40,7 +38,7 @@ def parse_field(value: str) -> tuple[int, str]:
     """``N=TEXT`` for ``--field``; N is 1..5."""
     number, sep, content = value.partition("=")
     if not sep or not number.strip().isdigit() or not 1 <= int(number) <= 5:
-        raise FieldError("--field", "must be N=TEXT with N from 1 to 5, like 4=Ban 12", value)
+        raise field_error("--field", "field_option", value)
     return int(number), content
 
 
