@@ -26,7 +26,7 @@ from ecrlink import (
 )
 from ecrlink._exceptions import NotTerminalReply
 from ecrlink.transports import AsyncHttpTransport, HttpTransport, certificate_fingerprint
-from ecrlink.transports.http import _first_line
+from ecrlink.transports.http11 import first_line as _first_line
 from tests.conftest import RawServer, fixture_bytes, http_reply
 
 Start = Callable[[Callable[[socket.socket, bytes], None]], RawServer]
@@ -388,7 +388,7 @@ def json_head(length: int, status: str = "200 OK") -> bytes:
 def test_body_trickling_a_byte_at_a_time_is_cut_at_the_deadline(
     raw_server: Start, flavour: str
 ) -> None:
-    # Each byte comes well within httpx's per-read timeout: only a deadline stops it.
+    # Each byte comes well within any per-read timeout: only a deadline stops it.
     body = fixture_bytes("sale_approved_swipe.json")
     server = raw_server(trickling(json_head(len(body)), body, every=0.2))
     calls = Calls()

@@ -1,7 +1,10 @@
 """Transports: the bytes of a request line out, the bytes of one reply back.
 
-``open_transport(url)`` picks one by URL: ``http://`` and ``https://`` go over httpx,
-``serial:``, device paths, ``socket://`` and ``rfc2217://`` over pyserial.
+``open_transport(url)`` picks one by URL: ``http://`` and ``https://`` go over h11 on
+our own sockets, ``serial:``, device paths, ``socket://`` and ``rfc2217://`` over
+pyserial. The transports' modules load neither asyncio nor ssl nor pyserial (nor
+httpx): the async transports import asyncio in their methods, https imports ssl and
+a serial port pyserial, each when first used; a test keeps it so.
 """
 
 from __future__ import annotations

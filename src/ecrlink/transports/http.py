@@ -1,77 +1,53 @@
-"""Web ECR over HTTP, with httpx.
+"""Web ECR over HTTP: h11 over our own sockets.
 
 The request target goes on the wire exactly as the protocol core wrote it, ``|`` and
 ``:`` raw, with only spaces as ``%20`` (the spec's samples never encode anything
 else). One request per connection (``Connection: close``), as the terminals' small
-web servers expect; replies without ``Content-Length`` (HTTP/1.0, read to close) are
-fine. ``https://`` terminals with self-signed certificates are pinned by SHA-256
-fingerprint: the certificate is fetched and checked first, then the real connection
-trusts exactly that certificate, so no request byte reaches an impostor.
+web servers expect; replies with ``Content-Length``, chunked, or without either
+(HTTP/1.0, read to close) are all fine. ``https://`` terminals with self-signed
+certificates are pinned by SHA-256 fingerprint: the certificate is fetched and
+checked first, then the real connection trusts exactly that certificate, so no
+request byte reaches an impostor; without a fingerprint the certificate is verified
+as usual (the system's CAs and certifi's).
 
-``timeout`` bounds the whole exchange, not the gap between two bytes (httpx's read
-timeout), so a terminal or proxy trickling a byte a second cannot hold a sale for
-hours. httpx's ``trace`` extension tells the moment the request starts to leave: the
-caller's ``on_sent`` runs then, the deadline starts then, and whether it has happened
-decides how a failure is named (``ConnectError`` before, ``ReadError`` after).
+What to send, how a reply ends, its size limit, what a status means and what each
+failure is called are decided once, without I/O, in ``http11.HttpExchange``; the
+blocking ``HttpTransport`` (``socket`` and ``ssl``) and ``AsyncHttpTransport``
+(asyncio streams) only move the bytes. Both call ``on_sent`` on an established (for
+https, verified or pinned) connection right before the first request byte is
+written, and from that moment ``timeout`` bounds the whole exchange, not the gap
+between two bytes, so a terminal or proxy trickling a byte a second cannot hold a
+sale for hours. Connecting is bounded by ``connect_timeout``.
+
+Imports are kept to what a blocking ``http://`` sale needs before its first byte
+leaves (a cashier waits on them): ``ssl`` and ``certifi`` only for https,
+``asyncio`` only in the async transport's methods, h11 only once the request is out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import hashlib
-import html
-import re
 import socket
-import ssl
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
-
-from .._exceptions import (
-    ConfigError,
-    ConnectError,
-    ConnectTimeout,
-    NotTerminalReply,
-    ReadError,
-    ReadTimeout,
-    RemoteProtocolError,
-    ReplyTooLarge,
-    TerminalBusy,
-    TransportError,
-    WriteError,
-)
-from ..protocol import MAX_REPLY_BYTES
+from .._exceptions import ConfigError, ConnectError, ConnectTimeout
 from .base import AsyncTransport, OnSent, Transport
+from .http11 import HttpExchange, connecting
+
+if TYPE_CHECKING:
+    import asyncio
+    import ssl
 
 __all__ = ["AsyncHttpTransport", "HttpTransport", "certificate_fingerprint"]
 
-_HEADERS = {
-    "Accept": "application/json",
-    "Accept-Encoding": "identity",
-    "Connection": "close",
-    "User-Agent": "ecrlink",
-}
-
-# httpcore's trace event fired on an established (and, for https, verified)
-# connection just before the request head is written: the last moment at which
-# nothing has reached the terminal.
-_LEAVING = "http11.send_request_headers.started"
-# ... and the one fired when the last byte of the body has arrived.
-_ALL_IN = "http11.receive_response_body.complete"
-
-# An error page only decorates a message; a captive portal's page can be large.
-_ERROR_BODY_BYTES = 16 * 1024
-_FIRST_LINE_CHARS = 120
+_READ_SIZE = 64 * 1024
 
 
 def certificate_fingerprint(der: bytes) -> str:
     """SHA-256 of a DER certificate, as lowercase hex (the form ``tls_fingerprint`` takes)."""
+    import hashlib  # https only: it loads OpenSSL
+
     return hashlib.sha256(der).hexdigest()
 
 
@@ -82,261 +58,57 @@ def _normalise_fingerprint(text: str) -> str:
     return cleaned
 
 
-# --- whether the request left -----------------------------------------------------------
-
-
-class _Sent:
-    """The caller's ``on_sent``, called at most once, and whether it was."""
-
-    __slots__ = ("_callback", "fired")
-
-    def __init__(self, callback: OnSent | None) -> None:
-        self._callback = callback
-        self.fired = False
-
-    def fire(self) -> None:
-        if self.fired:
-            return
-        # Marked first: if the callback raises, that exception (not a translated
-        # httpx error) reaches the caller, and it must not be called again.
-        self.fired = True
-        if self._callback is not None:
-            self._callback()
-
-
-def _before_sending(url: str, exc: httpx.HTTPError) -> TransportError:
-    """Any failure before the first request byte: nothing reached the terminal."""
-    if isinstance(exc, httpx.TimeoutException):
-        return ConnectTimeout(f"{url}: terminal did not accept the connection in time")
-    return ConnectError(f"{url}: cannot connect to the terminal ({exc}); nothing was sent")
-
-
-def _after_sending(url: str, exc: httpx.HTTPError, timeout: float) -> TransportError:
-    """A failure once the request may have reached the terminal: outcome unknown."""
-    if isinstance(exc, httpx.TimeoutException):
-        return ReadTimeout(f"{url}: no complete reply within {timeout:g} s")
-    if isinstance(exc, httpx.WriteError):
-        return WriteError(f"{url}: sending the request failed ({exc})")
-    if isinstance(exc, httpx.ReadError | httpx.RemoteProtocolError | httpx.ConnectError):
-        return ReadError(f"{url}: connection closed without a complete reply ({exc})")
-    return TransportError(f"{url}: {exc}")
-
-
-@contextmanager
-def _translated(url: str, sent: _Sent, timeout: float) -> Iterator[None]:
-    """Turn httpx's errors into ecrlink's, at this one boundary, by whether the
-    request had started to leave (not by httpx's class alone: what matters to the
-    caller is whether the terminal can have seen the request)."""
-    try:
-        yield
-    except httpx.HTTPError as exc:
-        if sent.fired:
-            raise _after_sending(url, exc, timeout) from exc
-        raise _before_sending(url, exc) from exc
-
-
-# --- the deadline of a blocking exchange ------------------------------------------------
-
-
-class _Deadline:
-    """The end of one exchange, set when the request starts to leave."""
-
-    __slots__ = ("at",)
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-
-    def start(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def bound(self, timeout: float | None, error: type[Exception]) -> float | None:
-        """``timeout`` shortened to what is left; ``error`` if nothing is."""
-        if self.at is None:
-            return timeout
-        remaining = self.at - time.monotonic()
-        if remaining <= 0:
-            raise error("the exchange's deadline has passed")
-        return remaining if timeout is None else min(timeout, remaining)
-
-
-# The deadline of the exchange running in this thread; the network backend, which
-# httpx gives no per-request context, finds it here.
-_DEADLINE: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
-    "ecrlink_http_deadline", default=None
-)
-
-
-class _BoundedStream(httpcore.NetworkStream):
-    """A socket stream whose every read and write ends at the exchange's deadline,
-    so the deadline holds between chunks and inside each wait for one."""
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._inner = inner
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        tls = self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _BoundedStream(tls, self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
-class _BoundedBackend(httpcore.NetworkBackend):
-    """httpcore's blocking sockets, wrapped in ``_BoundedStream``."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        stream = self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        deadline = _DEADLINE.get()
-        return stream if deadline is None else _BoundedStream(stream, deadline)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _bounded_http_transport(pinned: ssl.SSLContext | None) -> httpx.HTTPTransport:
-    """httpx's transport, on a pool that uses ``_BoundedBackend``.
-
-    httpx offers no way to choose the network backend, so the pool it built is
-    replaced by one that has it: no keep-alive (one request per connection), and
-    ``pinned`` or else httpcore's default verification (system CAs and certifi).
-    Checked, so that an httpx which renamed the attribute fails here rather than
-    silently losing the deadline.
-    """
-    transport = httpx.HTTPTransport(trust_env=False)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):
-        raise RuntimeError("ecrlink: unsupported httpx version (no HTTPTransport._pool)")
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=pinned, max_keepalive_connections=0, network_backend=_BoundedBackend()
-    )
-    return transport
-
-
-# --- what came back ---------------------------------------------------------------------
-
-_MARKUP = re.compile(
-    r"<!--.*?(?:-->|\Z)|<(script|style)\b.*?(?:</\1\s*>|\Z)|<[^>]*(?:>|\Z)",
-    re.DOTALL | re.IGNORECASE,
-)
-
-
-def _first_line(body: bytes) -> str:
-    """The first non-empty line of ``body`` as text: tags, scripts and styles removed,
-    entities decoded, whitespace collapsed, at most 120 characters."""
-    text = html.unescape(_MARKUP.sub(" ", body.decode("utf-8", "replace")))
-    for line in text.splitlines():
-        words = " ".join("".join(c if c.isprintable() else " " for c in line).split())
-        if words:
-            if len(words) > _FIRST_LINE_CHARS:
-                words = words[: _FIRST_LINE_CHARS - 3] + "..."
-            return words
-    return ""
-
-
-class _Reply:
-    """The status and the body as they arrive: a terminal's body up to the reply limit
-    (beyond it, ``ReplyTooLarge``), an error page's only as far as its first line can
-    need."""
-
-    __slots__ = ("data", "status")
-
-    def __init__(self) -> None:
-        self.status: int | None = None
-        self.data = bytearray()
-
-    @property
-    def is_error_page(self) -> bool:
-        """A status came and it is not 2xx: the status alone says what answered."""
-        return self.status is not None and not 200 <= self.status < 300
-
-    def add(self, chunk: bytes) -> bool:
-        """Take ``chunk``; True once no more is wanted."""
-        self.data += chunk
-        if self.is_error_page:
-            return len(self.data) >= _ERROR_BODY_BYTES
-        if len(self.data) > MAX_REPLY_BYTES:
-            raise ReplyTooLarge(
-                f"reply exceeds {MAX_REPLY_BYTES} bytes ({len(self.data)} so far)",
-                bytes(self.data[:256]),
-            )
-        return False
-
-
-class _HttpCommon:
-    """What the sync and async HTTP transports share: everything but the sending."""
+class _Site:
+    """Where a terminal is and how to trust it: what both transports share."""
 
     def __init__(
-        self,
-        url: str,
-        *,
-        connect_timeout: float = 5.0,
-        tls_fingerprint: str | None = None,
+        self, url: str, *, connect_timeout: float, tls_fingerprint: str | None
     ) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            explicit_port = parts.port
+        except ValueError as exc:  # a port that is not a number, or past 65535
+            raise ConfigError(f"terminal URL: {exc} in {url!r}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"terminal URL: expected http://host[:port], got {url!r}")
         if parts.path not in ("", "/") or parts.query:
             raise ConfigError(f"terminal URL: give only scheme, host and port, got {url!r}")
         if tls_fingerprint is not None and parts.scheme != "https":
             raise ConfigError("tls_fingerprint: only meaningful with an https:// URL")
+        self.https = parts.scheme == "https"
         self.base_url = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        default_port = 443 if self.https else 80
+        self.port = explicit_port or default_port
+        self.host_header = _host_header(self.host, self.port, default_port, url)
         self.connect_timeout = connect_timeout
         self.fingerprint = _normalise_fingerprint(tls_fingerprint) if tls_fingerprint else None
+        self._tls: ssl.SSLContext | None = None
 
-    def target(self, line: str) -> bytes:
-        """The request target as it goes on the wire."""
-        return line.replace(" ", "%20").encode("ascii")
+    def exchange(self, line: str) -> HttpExchange:
+        """A new exchange of ``line`` with this terminal."""
+        return HttpExchange(self.base_url, self.host_header, line)
 
-    def request(
-        self, client: httpx.Client | httpx.AsyncClient, line: str, timeout: float, trace: Any
-    ) -> httpx.Request:
-        """The GET for ``line``; ``trace`` is httpx's trace callback (a coroutine
-        function for the async client)."""
-        target = self.target(line)
-        return client.build_request(
-            "GET", target.decode("ascii"),
-            # httpx's own timeouts stay as outer bounds: connecting has its own, and no
-            # single wait may outlast the whole exchange.
-            timeout=httpx.Timeout(
-                connect=self.connect_timeout, read=timeout, write=timeout, pool=timeout
-            ),
-            # httpx would re-encode the URL; the terminal gets our bytes as they are.
-            extensions={"target": target, "trace": trace},
-        )
+    def tls_context(self) -> ssl.SSLContext | None:
+        """None for http; for https the context every connection uses, made once
+        (the pinned certificate is fetched then). Blocks: loading CAs takes tens of ms."""
+        if self.https and self._tls is None:
+            self._tls = self._pinned_context() if self.fingerprint else _verifying_context()
+        return self._tls
 
-    def pinned_context(self) -> ssl.SSLContext:
+    def forget_tls(self) -> None:
+        """A later connection fetches the pinned certificate again."""
+        self._tls = None
+
+    def _pinned_context(self) -> ssl.SSLContext:
         """Fetch the terminal's certificate, check its fingerprint, trust only it."""
+        import ssl
+
         assert self.fingerprint is not None
         try:
             pem = ssl.get_server_certificate((self.host, self.port), timeout=self.connect_timeout)
         except (OSError, ssl.SSLError) as exc:
-            if isinstance(exc, socket.timeout | TimeoutError):
+            if isinstance(exc, TimeoutError):
                 raise ConnectTimeout(f"{self.base_url}: TLS handshake timed out") from exc
             raise ConnectError(f"{self.base_url}: cannot fetch the certificate ({exc})") from exc
         seen = certificate_fingerprint(ssl.PEM_cert_to_DER_cert(pem))
@@ -350,23 +122,63 @@ class _HttpCommon:
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
         return context
 
-    def check_status(self, reply: _Reply) -> bytes:
-        """The body of a 2xx reply; otherwise the error the status means."""
-        status, body = reply.status, bytes(reply.data)
-        assert status is not None, "check_status before any reply"
-        if 200 <= status < 300:
-            return body
-        if status == 503:
-            raise TerminalBusy(f"{self.base_url}: terminal is busy with another transaction")
-        first_line = _first_line(body)
-        if 400 <= status < 500:
-            raise NotTerminalReply(status, self.base_url, first_line)
-        # A 5xx may come from a terminal that failed halfway: the caller keeps it in doubt.
-        raise RemoteProtocolError(f"HTTP {status} from {self.base_url}: {first_line}", body)
+
+def _host_header(host: str, port: int, default_port: int, url: str) -> bytes:
+    try:
+        name = host.encode("ascii") if host.isascii() else host.encode("idna")
+    except UnicodeError:
+        raise ConfigError(f"terminal URL: host name not usable in {url!r}") from None
+    if b":" in name:  # an IPv6 literal
+        name = b"[" + name + b"]"
+    return name if port == default_port else name + b":%d" % port
+
+
+def _verifying_context() -> ssl.SSLContext:
+    """Normal verification: the system's CAs, and certifi's where it is installed
+    (as httpx did: a register PC's own store may be old)."""
+    import ssl
+
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:
+        return context
+    context.load_verify_locations(certifi.where())
+    return context
+
+
+# --- blocking ---------------------------------------------------------------------------
+
+
+def _open_socket(site: _Site) -> socket.socket:
+    """A connected socket to the terminal, TLS established (and verified) for https."""
+    with connecting(site.base_url):
+        context = site.tls_context()
+        started = time.monotonic()
+        sock = socket.create_connection((site.host, site.port), timeout=site.connect_timeout)
+        try:
+            # The request goes in one write; no waiting for an ACK to send it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if context is not None:
+                # connect_timeout bounds connecting and the handshake together.
+                sock.settimeout(_left(started + site.connect_timeout))
+                sock = context.wrap_socket(sock, server_hostname=site.host)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline``; ``TimeoutError`` if it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("deadline passed")
+    return remaining
 
 
 class HttpTransport(Transport):
-    """Blocking HTTP transport (one ``httpx.Client``, a fresh connection per request)."""
+    """Blocking HTTP transport: a fresh connection per request."""
 
     def __init__(
         self,
@@ -375,67 +187,39 @@ class HttpTransport(Transport):
         connect_timeout: float = 5.0,
         tls_fingerprint: str | None = None,
     ) -> None:
-        self._common = _HttpCommon(
-            url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint
-        )
-        self._client: httpx.Client | None = None
-
-    def _get_client(self) -> httpx.Client:
-        if self._client is None:
-            pinned = self._common.pinned_context() if self._common.fingerprint else None
-            self._client = httpx.Client(
-                base_url=self._common.base_url,
-                headers=_HEADERS,
-                transport=_bounded_http_transport(pinned),
-                trust_env=False,
-            )
-        return self._client
+        self._site = _Site(url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint)
 
     def exchange(self, line: str, *, timeout: float, on_sent: OnSent | None = None) -> bytes:
         """Send ``line``, return the raw reply; see ``Transport.exchange``."""
-        client = self._get_client()
-        sent, deadline, reply = _Sent(on_sent), _Deadline(), _Reply()
-
-        def trace(event: str, _info: dict[str, Any]) -> None:
-            if event == _LEAVING:
-                sent.fire()
-                deadline.start(timeout)
-
-        token = _DEADLINE.set(deadline)
-        try:
-            with _translated(self._common.base_url, sent, timeout):
-                request = self._common.request(client, line, timeout, trace)
-                self._send(client, request, reply)
-        finally:
-            _DEADLINE.reset(token)
-        return self._common.check_status(reply)
-
-    @staticmethod
-    def _send(client: httpx.Client, request: httpx.Request, reply: _Reply) -> None:
-        # Every read below, of the head as of the body, ends at the deadline
-        # (_BoundedStream), so a trickle cannot stretch it.
-        response = client.send(request, stream=True)
-        reply.status = response.status_code
-        try:
-            for chunk in response.iter_raw():
-                if reply.add(chunk):
-                    break
-        except httpx.HTTPError:
-            if not reply.is_error_page:
-                raise
-            # The status already said what answered; the page is only decoration.
-        finally:
-            response.close()
+        exchange = self._site.exchange(line)
+        with _open_socket(self._site) as sock:
+            if on_sent is not None:
+                on_sent()
+            deadline = time.monotonic() + timeout
+            # Every wait, for the write as for each read, ends at the one deadline.
+            with exchange.io(timeout):
+                sock.settimeout(_left(deadline))
+                sock.sendall(exchange.request)
+                exchange.written()
+                while True:
+                    sock.settimeout(_left(deadline))
+                    if exchange.receive(sock.recv(_READ_SIZE)):
+                        break
+        return exchange.reply()
 
     def close(self) -> None:
-        """Close the HTTP client; a later exchange opens a new one."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Nothing stays open between exchanges; a pinned certificate is fetched again."""
+        self._site.forget_tls()
+
+
+# --- asyncio ----------------------------------------------------------------------------
 
 
 class AsyncHttpTransport(AsyncTransport):
-    """The asyncio HTTP transport (``httpx.AsyncClient``)."""
+    """The asyncio HTTP transport: a fresh connection per request.
+
+    asyncio is imported in the methods, not above: the blocking client imports this
+    module and must not pay for asyncio."""
 
     def __init__(
         self,
@@ -444,78 +228,46 @@ class AsyncHttpTransport(AsyncTransport):
         connect_timeout: float = 5.0,
         tls_fingerprint: str | None = None,
     ) -> None:
-        self._common = _HttpCommon(
-            url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint
-        )
-        self._client: httpx.AsyncClient | None = None
-
-    async def _get_client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # Built in a worker thread: loading the CA bundle (even for http://) blocks
-            # for tens of milliseconds, and far longer on a busy register PC.
-            self._client = await asyncio.to_thread(self._new_client)
-        return self._client
-
-    def _new_client(self) -> httpx.AsyncClient:
-        verify: ssl.SSLContext | bool = True
-        if self._common.fingerprint:
-            verify = self._common.pinned_context()
-        return httpx.AsyncClient(
-            base_url=self._common.base_url,
-            headers=_HEADERS,
-            verify=verify,
-            limits=httpx.Limits(max_keepalive_connections=0),
-            trust_env=False,
-        )
+        self._site = _Site(url, connect_timeout=connect_timeout, tls_fingerprint=tls_fingerprint)
 
     async def exchange(
         self, line: str, *, timeout: float, on_sent: OnSent | None = None
     ) -> bytes:
         """Send ``line``, return the raw reply; see ``Transport.exchange``."""
-        client = await self._get_client()
-        sent, reply = _Sent(on_sent), _Reply()
+        import asyncio
+
+        exchange = self._site.exchange(line)
+        reader, writer = await self._open()
         try:
-            # No deadline while connecting (connect_timeout bounds that): the trace sets
-            # it when the request starts to leave and lifts it once the last byte is in;
-            # in between, reaching it cancels whatever is being awaited.
-            async with asyncio.timeout(None) as scope:
-
-                async def trace(event: str, _info: dict[str, Any]) -> None:
-                    if event == _LEAVING:
-                        sent.fire()
-                        scope.reschedule(asyncio.get_running_loop().time() + timeout)
-                    elif event == _ALL_IN:
-                        scope.reschedule(None)
-
-                with _translated(self._common.base_url, sent, timeout):
-                    request = self._common.request(client, line, timeout, trace)
-                    await self._send(client, request, reply)
-        except TimeoutError as exc:
-            if not scope.expired():
-                raise  # ecrlink's own ConnectTimeout or ReadTimeout
-            if not reply.is_error_page:
-                raise ReadTimeout(
-                    f"{self._common.base_url}: no complete reply within {timeout:g} s"
-                ) from exc
-        return self._common.check_status(reply)
-
-    @staticmethod
-    async def _send(client: httpx.AsyncClient, request: httpx.Request, reply: _Reply) -> None:
-        response = await client.send(request, stream=True)
-        reply.status = response.status_code
-        try:
-            async for chunk in response.aiter_raw():
-                if reply.add(chunk):
-                    break
-        except httpx.HTTPError:
-            if not reply.is_error_page:
-                raise
-            # The status already said what answered; the page is only decoration.
+            if on_sent is not None:
+                on_sent()
+            with exchange.io(timeout):
+                async with asyncio.timeout(timeout):
+                    writer.write(exchange.request)
+                    await writer.drain()
+                    exchange.written()
+                    while not exchange.receive(await reader.read(_READ_SIZE)):
+                        pass
         finally:
-            await response.aclose()
+            # One request per connection, and the reply is in (or given up on): no
+            # graceful TLS shutdown to wait for.
+            writer.transport.abort()
+        return exchange.reply()
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        import asyncio
+
+        site = self._site
+        with connecting(site.base_url):
+            # In a worker thread: loading CAs or fetching the pinned certificate blocks.
+            context = await asyncio.to_thread(site.tls_context) if site.https else None
+            async with asyncio.timeout(site.connect_timeout):
+                # asyncio sets TCP_NODELAY on every TCP connection it opens.
+                return await asyncio.open_connection(
+                    site.host, site.port, ssl=context,
+                    server_hostname=site.host if context is not None else None,
+                )
 
     async def aclose(self) -> None:
-        """Close the HTTP client; a later exchange opens a new one."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Nothing stays open between exchanges; a pinned certificate is fetched again."""
+        self._site.forget_tls()

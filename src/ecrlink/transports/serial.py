@@ -12,18 +12,20 @@ converters), ``loop://``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .._exceptions import ConfigError, ConnectError, ReadError, ReadTimeout, WriteError
 from ..protocol import JsonFramer
 from .base import AsyncTransport, OnSent, Transport
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = [
     "DEFAULT_BAUDRATE",
@@ -213,7 +215,8 @@ class AsyncSerialTransport(AsyncTransport):
     """Serial for asyncio: the blocking transport in a worker thread.
 
     pyserial has no asyncio API and ``loop://``/``socket://`` ports have no usable
-    file descriptor, so a thread is the one way that works for every URL.
+    file descriptor, so a thread is the one way that works for every URL. asyncio is
+    imported in the methods: the blocking client imports this module too.
     """
 
     def __init__(
@@ -231,11 +234,15 @@ class AsyncSerialTransport(AsyncTransport):
         self, line: str, *, timeout: float, on_sent: OnSent | None = None
     ) -> bytes:
         """Send ``line``, return the raw reply; see ``Transport.exchange``."""
+        import asyncio
+
         hook = None if on_sent is None else _on_loop(asyncio.get_running_loop(), on_sent)
         return await asyncio.to_thread(self._sync.exchange, line, timeout=timeout, on_sent=hook)
 
     async def aclose(self) -> None:
         """Close the port (in the worker thread: closing may block)."""
+        import asyncio
+
         await asyncio.to_thread(self._sync.close)
 
 
@@ -243,6 +250,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop, on_sent: OnSent) -> Callable[[], N
     """``on_sent`` run on the event loop's thread, as the HTTP transport runs it, while
     the worker thread waits: the request must not leave before it has returned, and
     if it raises, the worker raises it and writes nothing."""
+    import asyncio
 
     async def call() -> None:
         on_sent()
