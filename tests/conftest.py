@@ -13,6 +13,41 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+# --- the user's own data must not change -------------------------------------------------
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``directory`` with its size and modification time."""
+    if not directory.is_dir():
+        return {}
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in directory.rglob("*") if p.is_file()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Note the real data directory (the journal the user's cash register writes)."""
+    from ecrlink.journal import default_data_dir
+
+    real = default_data_dir()
+    session.config.stash[_REAL_DATA] = (real, _snapshot(real))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test wrote into the real data directory."""
+    real, before = session.config.stash[_REAL_DATA]
+    after = _snapshot(real)
+    if after != before:
+        changed = sorted(set(before.items()) ^ set(after.items()))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED: the tests changed the user's data directory {real}: "
+                f"{[name for name, _ in changed][:10]}", red=True)
+
+
+_REAL_DATA = pytest.StashKey[tuple[Path, dict[str, tuple[int, int]]]]()
+
+
 def fixture_bytes(name: str) -> bytes:
     """The exact bytes of one fixture file."""
     return (FIXTURES / name).read_bytes()
