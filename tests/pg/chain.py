@@ -25,8 +25,9 @@ def sell(pos: Terminal, n: int, start: int = 0) -> None:
         pos.sale(OUTCOMES[i % len(OUTCOMES)] + 1000 * (i % 7), invoice=f"HD{i:06d}")
 
 
-def open_pos(sim: Simulator, journal: Path, client_id: str) -> Terminal:
-    return Terminal(sim.http_url, client_id=client_id, journal=journal, timeout=2.0,
+def open_pos(url: str, journal: Path, client_id: str) -> Terminal:
+    """A register on terminal ``url`` journaling to ``journal``."""
+    return Terminal(url, client_id=client_id, journal=journal, timeout=2.0,
                     status_timeout=1.0, recovery_timeout=6.0)
 
 
@@ -87,7 +88,7 @@ class Store:
     def start_selling(self, pause: float = 0.0) -> None:
         def run() -> None:
             try:
-                with open_pos(self.sim, self.journal, self.name[:20]) as pos:
+                with open_pos(self.sim.http_url, self.journal, self.name[:20]) as pos:
                     while not self._stop.is_set():
                         sell(pos, 1, self.sold)
                         self.sold += 1

@@ -34,7 +34,7 @@ def sim() -> Iterator[Simulator]:
 def journal(sim: Simulator, tmp_path: Path) -> Path:
     """A store's journal with 12 sales of every outcome (some proven by last trans)."""
     path = tmp_path / "store.sqlite3"
-    with open_pos(sim, path, "QUAY1") as pos:
+    with open_pos(sim.http_url, path, "QUAY1") as pos:
         sell(pos, 12)
     return path
 
@@ -130,7 +130,7 @@ def test_the_same_terminal_name_in_two_stores_is_two_terminals(
 ) -> None:
     for store in ("STORE1", "STORE2"):
         path = tmp_path / f"{store}.sqlite3"
-        with open_pos(sim, path, store) as pos:
+        with open_pos(sim.http_url, path, store) as pos:
             sell(pos, 3)
         sync_once(path, central_url, store)
     with Central.open(central_url, create=False) as central:
@@ -147,7 +147,7 @@ def test_a_second_journal_under_a_site_name_is_refused(
 ) -> None:
     sync_once(journal, central_url, "STORE42")
     other = tmp_path / "other.sqlite3"
-    with open_pos(sim, other, "QUAY2") as pos:
+    with open_pos(sim.http_url, other, "QUAY2") as pos:
         sell(pos, 2)
     with pytest.raises(JournalError, match="another journal under this name"):
         sync_once(other, central_url, "STORE42")
@@ -160,13 +160,13 @@ def test_a_journal_restored_from_an_older_copy_is_refused(
     backup = tmp_path / "backup.sqlite3"
     with Journal(journal) as j:  # a consistent copy of the WAL journal
         j._db.execute(f"VACUUM INTO '{backup}'")
-    with open_pos(sim, journal, "QUAY1") as pos:
+    with open_pos(sim.http_url, journal, "QUAY1") as pos:
         sell(pos, 3, start=12)
     sync_once(journal, central_url, "STORE42")
     for suffix in ("-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)
     os.replace(backup, journal)
-    with open_pos(sim, journal, "QUAY1") as pos:  # new payments reuse change numbers
+    with open_pos(sim.http_url, journal, "QUAY1") as pos:  # new payments reuse change numbers
         sell(pos, 4, start=20)
     with pytest.raises(JournalError, match="restored from an older copy"):
         sync_once(journal, central_url, "STORE42")
