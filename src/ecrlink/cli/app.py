@@ -54,6 +54,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "reconcile": LazyCommand(
         "reconcile", "reconcile_command",
         "Match card payments to invoices against the bank's statement (đối soát)."),
+    "serve": LazyCommand(
+        "serve", "serve",
+        "Run the HTTP bridge for web, Android and .NET registers (ecrlink[serve])."),
 }
 
 
