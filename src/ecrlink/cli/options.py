@@ -229,13 +229,17 @@ def echo_error(
     """Print ``exc`` as one line on stderr; return its exit code.
 
     With ``as_json`` the same error is also one JSON object on stdout, for a register
-    program that reads only stdout: ``{"error": {"code", "exit", "kind", "message"}}``.
+    program that reads only stdout: ``{"error": {"code", "exit", "kind", "message"}}``;
+    a refused field adds ``field``, ``rule`` (English) and ``rule_code``, and its message
+    is in ``lang``, field name included (``ecrlink.protocol.field_texts``).
     """
+    from ..protocol.field_texts import field_message
+
     status = exit_status_for(exc)
     kind_key = _ERROR_KIND.get(status, "error")
     kind = text(kind_key, lang)
     if isinstance(exc, FieldError):
-        message = f"{exc.field}: {exc.rule}"
+        message = field_message(exc, lang)
     elif isinstance(exc, InDoubtPending):
         # The library's message names force=True; a cashier needs the CLI's words.
         message = text("in_doubt_refusal", lang, ids=", ".join(map(str, exc.journal_ids)))
@@ -247,7 +251,7 @@ def echo_error(
         error = {"code": status.name.lower(), "exit": int(status), "kind": kind,
                  "message": message, "type": type(exc).__name__}
         if isinstance(exc, FieldError):
-            error.update(field=exc.field, rule=exc.rule)
+            error.update(field=exc.field, rule=exc.rule, rule_code=exc.code)
         if isinstance(exc, InDoubtPending):
             error["journal_ids"] = list(exc.journal_ids)
         elif isinstance(exc, DuplicateInvoice):
