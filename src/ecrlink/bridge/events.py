@@ -1,0 +1,88 @@
+"""Live state: the wake-up hub, Server-Sent Events and their resume.
+
+Every stored event (``payment.updated``, ``terminal.updated``) calls
+:meth:`Hub.notify`; whoever waits (a long-poll, an SSE stream, the webhook sender)
+wakes on an ``asyncio.Condition`` and reads what it needs from the store: no
+polling loop, and the store is the only source (an event is sent only once it is
+durable, so a resumed stream or a retried webhook sees exactly the same ids).
+
+SSE: ``id:`` is the event's durable id; a client that reconnects with
+``Last-Event-ID`` (browsers do it themselves; ``?last_event_id=`` works too) gets
+every later event still kept (at least 24 h). Without one the stream starts with
+the next event. A comment line (``: heartbeat``) goes out every ``heartbeat``
+seconds so proxies keep the connection open and dead clients are noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .store import BridgeStore, EventRow
+
+__all__ = ["Hub", "sse_stream"]
+
+
+class Hub:
+    """Wakes everyone waiting for a new event (an ``asyncio.Event`` per generation)."""
+
+    def __init__(self, store: BridgeStore) -> None:
+        self.store = store
+        self._event: asyncio.Event | None = None
+        self._generation = 0
+
+    def _current(self) -> asyncio.Event:
+        if self._event is None:  # made in the running loop, on first use
+            self._event = asyncio.Event()
+        return self._event
+
+    def notify(self) -> None:
+        """A new event is stored: wake every waiter (call from the event loop)."""
+        self._generation += 1
+        woken, self._event = self._current(), asyncio.Event()
+        woken.set()
+
+    async def wait_for(self, ready: Callable[[], bool], seconds: float) -> bool:
+        """Wait until ``ready()`` (checked at each event) or ``seconds``; return ready()."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not ready():
+                    await self._current().wait()
+        return ready()
+
+    async def wait_new(self, generation: int, seconds: float) -> int:
+        """Wait until an event newer than ``generation`` (or ``seconds``); the new one."""
+        await self.wait_for(lambda: self._generation != generation, seconds)
+        return self._generation
+
+    @property
+    def generation(self) -> int:
+        """Counts notifications."""
+        return self._generation
+
+
+def _frame(event: EventRow, data: dict[str, Any]) -> bytes:
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n".encode()
+
+
+async def sse_stream(
+    hub: Hub, after: int, heartbeat: float,
+    render: Callable[[EventRow], dict[str, Any]],
+) -> AsyncIterator[bytes]:
+    """The event stream from the event after ``after``, for ever."""
+    yield f"retry: 2000\n: ecrlink events from {after}\n\n".encode()
+    cursor = after
+    while True:
+        generation = hub.generation
+        events = await asyncio.to_thread(hub.store.events_after, cursor)
+        for event in events:
+            yield _frame(event, render(event))
+            cursor = event.id
+        if events:
+            continue
+        if await hub.wait_new(generation, heartbeat) == generation:
+            yield b": heartbeat\n\n"

@@ -1,0 +1,199 @@
+"""One worker per configured terminal: carries out API commands with ``AsyncTerminal``.
+
+Nothing here decides anything about a payment: the client's flow (journal, lock,
+guards, recovery) does, exactly as for ``ecrlink sale``. The worker only
+
+- runs one command at a time for this bridge (a second one is refused at once as
+  ``terminal_busy``; another *program* holding the terminal's lock is waited for
+  ``lock_timeout``, then refused the same way);
+- tells the caller when the command has been written down in the journal (its
+  admission: from then on it may reach the terminal) or why it was refused before
+  (``InDoubtPending``, ``DuplicateInvoice``, ``TerminalBusy``): see :class:`Admission`;
+- remembers what it saw of the terminal (reachable, last seen) for ``/v1/terminals``.
+
+The journal hook: :class:`HookedJournal` is the journal with one more thing, a
+callback after ``begin`` commits, which is how the bridge learns the entry of its
+command without a second implementation of the flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import ConnectError, ConnectTimeout
+from ..journal import Journal
+from ..protocol import Request, Result
+
+if TYPE_CHECKING:
+    from ..async_client import AsyncTerminal
+
+__all__ = ["Admission", "HookedJournal", "TerminalWorker"]
+
+log = logging.getLogger("ecrlink.bridge")
+
+
+class HookedJournal(Journal):
+    """The journal, calling ``on_begin(request_id, entry_id)`` once a command is written
+    down (in whatever thread wrote it)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(path)
+        self._hooks: dict[str, Callable[[int], None]] = {}
+        self._hooks_lock = threading.Lock()
+
+    def watch(self, request_id: str, callback: Callable[[int], None]) -> None:
+        """Call ``callback(entry_id)`` when the command ``request_id`` is written down."""
+        with self._hooks_lock:
+            self._hooks[request_id] = callback
+
+    def unwatch(self, request_id: str) -> None:
+        """Stop watching ``request_id``."""
+        with self._hooks_lock:
+            self._hooks.pop(request_id, None)
+
+    def begin(self, terminal: str, request: Request, **kwargs: Any) -> int:
+        """``Journal.begin``, then the watcher of this request is told the entry id."""
+        entry_id: int = super().begin(terminal, request, **kwargs)
+        with self._hooks_lock:
+            callback = self._hooks.pop(request.request_id, None)
+        if callback is not None:
+            callback(entry_id)
+        return entry_id
+
+
+@dataclass(slots=True)
+class Admission:
+    """How a command started: written down (``entry_id``) or refused (``error``)."""
+
+    entry_id: int | None = None
+    error: BaseException | None = None
+
+
+Finisher = Callable[[Request, "Result | None", "BaseException | None"], Awaitable[None]]
+
+
+class TerminalWorker:
+    """Runs the bridge's commands on one terminal, one at a time."""
+
+    def __init__(self, name: str, terminal: AsyncTerminal, journal: HookedJournal) -> None:
+        self.name = name
+        self.terminal = terminal
+        self.journal = journal
+        self.current: str | None = None
+        """The payment id being processed, if any."""
+        self.recovering = False
+        self.unreachable = False
+        self.last_seen: datetime | None = None
+        self._busy = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a command (or the start-up recovery) runs on this terminal now."""
+        return self._busy.locked()
+
+    async def start(
+        self, payment_id: str | None, request: Request, finish: Finisher,
+        *, allow_duplicate: bool = False,
+    ) -> Admission:
+        """Start ``request``; return once it is written down in the journal, refused,
+        or over. ``finish(request, result, error)`` runs when the command ends; the
+        command runs on even if the HTTP request that started it goes away."""
+        if self._busy.locked():
+            raise RuntimeError("start() on a busy worker")  # callers check .busy first
+        await self._busy.acquire()
+        loop = asyncio.get_running_loop()
+        admitted: asyncio.Future[Admission] = loop.create_future()
+
+        def admit(entry_id: int) -> None:
+            if not admitted.done():
+                admitted.set_result(Admission(entry_id=entry_id))
+
+        def written(entry_id: int) -> None:
+            loop.call_soon_threadsafe(admit, entry_id)
+
+        self.journal.watch(request.request_id, written)
+        self.current = payment_id
+        task = asyncio.create_task(
+            self._run(request, finish, admitted, allow_duplicate),
+            name=f"ecrlink-bridge-{self.name}-{request.request_id}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(admitted)
+
+    async def _run(
+        self, request: Request, finish: Finisher, admitted: asyncio.Future[Admission],
+        allow_duplicate: bool,
+    ) -> None:
+        result: Result | None = None
+        error: BaseException | None = None
+        try:
+            result = await self.terminal.send(request, allow_duplicate=allow_duplicate)
+            self._saw(result)
+        except BaseException as exc:
+            error = exc
+            self.unreachable = isinstance(exc, ConnectError | ConnectTimeout)
+            if not isinstance(exc, Exception):
+                raise  # cancelled at shutdown: the journal keeps it for recovery
+        finally:
+            self.journal.unwatch(request.request_id)
+            if not admitted.done():
+                admitted.set_result(Admission(error=error) if error is not None
+                                    else Admission())
+            self.current = None
+            self._busy.release()
+            try:
+                await asyncio.shield(finish(request, result, error))
+            except Exception:
+                log.exception("bridge: recording the end of %s failed", request.request_id)
+
+    def _saw(self, result: Result) -> None:
+        if result.status is not None:
+            self.unreachable = False
+            self.last_seen = datetime.now(UTC)
+
+    async def exclusive(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``call`` (a recovery, a ``last trans``) as this terminal's one command."""
+        if self._busy.locked():
+            raise RuntimeError("exclusive() on a busy worker")
+        async with self._busy:
+            try:
+                value = await call()
+            except (ConnectError, ConnectTimeout):
+                self.unreachable = True
+                raise
+            if isinstance(value, Result):
+                self._saw(value)
+            elif isinstance(value, list) and any(isinstance(r, Result) and r.status
+                                                 for r in value):
+                self.unreachable = False
+                self.last_seen = datetime.now(UTC)
+            return value
+
+    async def recover(self) -> list[Result]:
+        """``Terminal.recover()``: what a crash left pending or in doubt, resolved."""
+        self.recovering = True
+        try:
+            results: list[Result] = await self.exclusive(self.terminal.recover)
+            return results
+        finally:
+            self.recovering = False
+
+    async def stop(self, grace: float) -> None:
+        """Let running commands finish for ``grace`` seconds, then cancel them (the
+        journal keeps them; the next start recovers them), and close the link."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        await self.terminal.aclose()

@@ -1,0 +1,440 @@
+"""The bridge's behaviour, without HTTP: payments, idempotency, states, events.
+
+``Bridge`` owns the journal, the bridge's tables and one :class:`TerminalWorker` per
+configured terminal. The routes in ``app`` only read requests and write answers.
+
+Nothing is sent before it is written down: a POST checks its input, then writes the
+payment row (fsync) with the ``request_id`` its command will carry, then starts the
+command, whose flow writes the journal entry before the first byte leaves. A
+command refused before its journal entry (``in_doubt``, ``terminal_busy``,
+``duplicate_invoice``) removes its row again: nothing happened, and the key may be
+used again. After a crash, :meth:`Bridge.start` settles every row still
+``processing``: no journal entry means it never left (``failed``); an entry means
+it may have, so it shows ``in_doubt`` while ``Terminal.recover()`` asks the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import (
+    DuplicateInvoice,
+    EcrError,
+    InDoubtPending,
+    JournalError,
+    TerminalBusy,
+)
+from ..journal import ResolvedBy, State
+from ..protocol import VIETNAM_TIME, Request, Result, Sale, Settle, Void
+from .config import ServeConfig
+from .errors import ApiError
+from .events import Hub
+from .model import FINAL, journal_state, new_payment_id, payment_json
+from .runner import HookedJournal, TerminalWorker
+from .store import BridgeStore, EventRow, IdempotencyClash, PaymentRow
+
+__all__ = ["Bridge", "TerminalSpec", "body_hash"]
+
+log = logging.getLogger("ecrlink.bridge")
+
+_REFUSALS = (InDoubtPending, DuplicateInvoice, TerminalBusy)
+
+
+def body_hash(route: str, body: Any) -> str:
+    """The canonical hash an ``Idempotency-Key`` is bound to: route and JSON body."""
+    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class TerminalSpec:
+    """A configured terminal: its name and how to build its client."""
+
+    def __init__(self, name: str, url: str, make: Callable[[HookedJournal], Any]) -> None:
+        self.name = name
+        self.url = url
+        self.make = make
+
+
+class Bridge:
+    """Payments through the configured terminals, with their state, events and keys."""
+
+    def __init__(
+        self, config: ServeConfig, journal_path: Path, terminals: list[TerminalSpec],
+        *, request_ids: Callable[[], str],
+    ) -> None:
+        self.config = config
+        self.journal = HookedJournal(journal_path)
+        self.store = BridgeStore(journal_path, outbox=config.webhook_url is not None)
+        self.hub = Hub(self.store)
+        self.request_ids = request_ids
+        self.urls = {spec.name: spec.url for spec in terminals}
+        self.workers = {
+            spec.name: TerminalWorker(spec.name, spec.make(self.journal), self.journal)
+            for spec in terminals
+        }
+        self._terminal_states: dict[str, dict[str, Any]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._terminal_lock = asyncio.Lock()
+
+    # --- life -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Settle what a crash left, then recover each terminal in the background."""
+        for row in await asyncio.to_thread(self.store.payments_in, ["processing"]):
+            link = await asyncio.to_thread(self.store.journal_link, row.request_id)
+            if link is None:
+                await self._update(row, state="failed", detail="the bridge stopped before "
+                                   "sending it; nothing was charged")
+            else:
+                entry_id, jstate = link
+                state = journal_state(jstate)
+                await self._update(row, journal_id=entry_id,
+                                   state="in_doubt" if state == "processing" else state)
+        for name, worker in self.workers.items():
+            self._spawn(self._recover(name, worker))
+        self._spawn(self._sync_loop())
+        await self._terminals_changed()
+
+    async def stop(self) -> None:
+        """Let payments finish for the grace time, then stop everything."""
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*(w.stop(self.config.tuning.shutdown_grace)
+                               for w in self.workers.values()), return_exceptions=True)
+        self.store.close()
+        self.journal.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _recover(self, name: str, worker: TerminalWorker) -> None:
+        await self._terminals_changed()
+        try:
+            results = await worker.recover()
+        except EcrError as exc:
+            log.warning("bridge: recovery on %s: %s", name, exc)
+            results = []
+        except Exception:
+            log.exception("bridge: recovery on %s failed", name)
+            results = []
+        for result in results:
+            row = await asyncio.to_thread(self.store.payment_by_request, result.request_id or "")
+            if row is not None:
+                await self._sync(row, result)
+        await self._sync_open(name)
+        await self._terminals_changed()
+
+    async def _sync_loop(self) -> None:
+        """What others settle in the journal (``ecrlink journal resolve``, reconciliation)
+        shows up here within ``sync_interval``."""
+        while True:
+            await asyncio.sleep(self.config.tuning.sync_interval)
+            try:
+                await self._sync_open(None)
+                await self._terminals_changed()
+                cutoff = time.time() - self.config.tuning.event_retention_hours * 3600
+                await asyncio.to_thread(self.store.prune_events, cutoff)
+            except Exception:
+                log.exception("bridge: journal sync failed")
+
+    async def _sync_open(self, terminal: str | None) -> None:
+        rows = await asyncio.to_thread(self.store.payments_in, ["in_doubt", "processing"])
+        for row in rows:
+            if terminal is not None and row.terminal != terminal:
+                continue
+            worker = self.workers.get(row.terminal)
+            if row.state == "processing" and worker is not None and worker.current == row.id:
+                continue  # its own command will say how it ended
+            await self._sync(row, None)
+
+    # --- state ------------------------------------------------------------------------
+
+    def event_data(self, row: PaymentRow) -> dict[str, Any]:
+        """What a stored ``payment.updated`` holds: the payment in both languages (each
+        listener gets its key's)."""
+        return {"vi": payment_json(row, "vi"), "en": payment_json(row, "en")}
+
+    def webhook_data(self, event: EventRow) -> dict[str, Any]:
+        """An event's ``data`` for the webhook: texts in the bridge's language."""
+        if event.type == "payment.updated":
+            picked: dict[str, Any] = event.data.get(self.config.lang) or event.data
+            return picked
+        return event.data
+
+    async def refresh(self, row: PaymentRow) -> PaymentRow:
+        """``row`` as the journal has it now (an in-doubt one may have been resolved)."""
+        return await self._sync(row, None)
+
+    async def refresh_open(self) -> None:
+        """Bring every open payment in line with the journal now."""
+        await self._sync_open(None)
+        await self._terminals_changed()
+
+    async def admitted(self, row: PaymentRow) -> PaymentRow:
+        """A payment found by its key, once its command has been written down or has
+        ended (a repeat that arrives during the guards waits for them)."""
+        def settled() -> bool:
+            now = self.store.payment(row.id)
+            return now is None or now.journal_id is not None or now.state != "processing"
+
+        await self.hub.wait_for(settled, 35.0)
+        return await asyncio.to_thread(self.store.payment, row.id) or row
+
+    async def _update(self, row: PaymentRow, **changes: Any) -> PaymentRow:
+        new, event_id = await asyncio.to_thread(
+            lambda: self.store.update_payment(row.id, event=self.event_data, **changes)
+        )
+        if event_id is not None:
+            self.hub.notify()
+        return new
+
+    async def _sync(self, row: PaymentRow, result: Result | None) -> PaymentRow:
+        """Bring ``row`` in line with its journal entry (and ``result``, if known)."""
+        link = await asyncio.to_thread(self.store.journal_link, row.request_id)
+        if link is None:
+            return row
+        entry_id, jstate = link
+        state = journal_state(jstate)
+        if state == "processing":
+            worker = self.workers.get(row.terminal)
+            running = worker is not None and worker.current == row.id
+            state = "processing" if running else "in_doubt"
+        changes: dict[str, Any] = {"journal_id": entry_id, "state": state}
+        if result is not None:
+            changes["result"] = _results(result)
+            if result.detail:
+                changes["detail"] = result.detail
+        if row.command == "sale" and state in FINAL:
+            entry = await asyncio.to_thread(self.journal.get, entry_id)
+            if entry.receipt_no:
+                changes["receipt_no"] = entry.receipt_no
+        return await self._update(row, **changes)
+
+    async def _finish(
+        self, payment_id: str, request: Request, result: Result | None,
+        error: BaseException | None,
+    ) -> None:
+        row = await asyncio.to_thread(self.store.payment, payment_id)
+        if row is None:
+            return
+        link = await asyncio.to_thread(self.store.journal_link, request.request_id)
+        if link is None:
+            if isinstance(error, _REFUSALS):
+                return  # the POST answers 409 and forgets the row
+            await self._update(row, state="failed", detail=_said(error))
+        else:
+            if error is not None and result is None:
+                row = await self._update(row, detail=_said(error))
+            await self._sync(row, result)
+        await self._terminals_changed()
+
+    # --- terminals --------------------------------------------------------------------
+
+    def worker(self, name: str) -> TerminalWorker:
+        """The worker of a configured terminal; 404 if there is none."""
+        try:
+            return self.workers[name]
+        except KeyError:
+            raise ApiError(404, "not_found", f"no terminal named {name!r} (configured: "
+                           f"{', '.join(sorted(self.workers)) or 'none'})",
+                           field="name") from None
+
+    def terminal_json(self, name: str) -> dict[str, Any]:
+        """One terminal as ``GET /v1/terminals`` shows it."""
+        worker = self.workers[name]
+        if worker.busy:
+            state = "busy"
+        elif self.journal.unresolved(worker.terminal.terminal):
+            state = "in_doubt"
+        elif worker.unreachable:
+            state = "unreachable"
+        else:
+            state = "idle"
+        profile = self.journal.profile(worker.terminal.terminal)
+        return {
+            "name": name,
+            "url": self.urls[name],
+            "state": state,
+            "tid": profile.tid,
+            "last_seen": worker.last_seen.astimezone(VIETNAM_TIME).isoformat(timespec="seconds")
+            if worker.last_seen else None,
+        }
+
+    async def _terminals_changed(self) -> None:
+        async with self._terminal_lock:  # one comparison at a time: no twin events
+            await self._terminals_compare()
+
+    async def _terminals_compare(self) -> None:
+        for name in self.workers:
+            data = await asyncio.to_thread(self.terminal_json, name)
+            if self._terminal_states.get(name) != data:
+                self._terminal_states[name] = data
+                await asyncio.to_thread(self.store.add_event, "terminal.updated", data)
+                self.hub.notify()
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def existing(self, key: str, digest: str) -> PaymentRow | None:
+        """The payment already made with ``key``: None if there is none; 409 if it was
+        made with another body or route."""
+        row = await asyncio.to_thread(self.store.payment_by_key, key)
+        if row is None:
+            return None
+        if row.idem_hash != digest:
+            raise ApiError(409, "idempotency_conflict", f"Idempotency-Key {key!r} was used "
+                           f"for another request (payment {row.id}); use a new key for a new "
+                           "payment", field="Idempotency-Key", extra={"payment": row.id})
+        return row
+
+    def check_free(self, name: str) -> TerminalWorker:
+        """The terminal's worker; 409 ``terminal_busy`` if a command runs on it."""
+        worker = self.worker(name)
+        if worker.busy:
+            extra: dict[str, Any] = {"payments": [worker.current] if worker.current else []}
+            what = f"payment {worker.current} is" if worker.current else (
+                "the start-up recovery is" if worker.recovering else "a command is")
+            raise ApiError(409, "terminal_busy", f"terminal {name}: {what} processing; try "
+                           "again when it has ended", extra=extra)
+        return worker
+
+    async def submit(
+        self, name: str, request: Request, *, key: str, digest: str, key_name: str | None,
+        allow_duplicate: bool = False,
+    ) -> tuple[PaymentRow, bool]:
+        """Write the payment down, start its command, return it once admitted.
+
+        Returns (payment, created): ``created`` False when ``key`` already named this
+        very request (nothing is sent again).
+        """
+        worker = self.check_free(name)
+        now = _now()
+        row = PaymentRow(
+            seq=0, id=new_payment_id(), terminal=name, command=request.command.value,
+            amount=request.amount if isinstance(request, Sale) else None,
+            invoice=(request.invoice or None) if isinstance(request, Sale) else None,
+            reference=(request.reference or None) if isinstance(request, Sale) else None,
+            receipt_no=request.receipt_no if isinstance(request, Void) else None,
+            state="processing", result=None, detail=None, request_id=request.request_id,
+            journal_id=None, idem_key=key, idem_hash=digest, key_name=key_name,
+            created_at=now, updated_at=now,
+        )
+        try:
+            await asyncio.to_thread(self.store.insert_payment, row)
+        except IdempotencyClash as clash:
+            if clash.row.idem_hash != digest:
+                raise await self._conflict(key, clash.row) from None
+            return clash.row, False
+        worker = self.check_free(name)  # the insert awaited: look again
+        admission = await worker.start(
+            row.id, request, lambda r, res, err: self._finish(row.id, r, res, err),
+            allow_duplicate=allow_duplicate,
+        )
+        if admission.entry_id is None and isinstance(admission.error, _REFUSALS):
+            await asyncio.to_thread(self.store.delete_payment, row.id)
+            raise await self._refusal(name, admission.error)
+        stored = await asyncio.to_thread(self.store.payment, row.id)
+        assert stored is not None
+        if admission.entry_id is not None and stored.journal_id is None:
+            stored = await self._update(stored, journal_id=admission.entry_id)
+        if admission.error is not None and isinstance(admission.error, JournalError) \
+                and admission.entry_id is None:
+            raise ApiError(503, "journal_error", f"the journal could not record the payment, "
+                           f"nothing was sent: {admission.error}")
+        return stored, True
+
+    async def _conflict(self, key: str, row: PaymentRow) -> ApiError:
+        return ApiError(409, "idempotency_conflict", f"Idempotency-Key {key!r} was used for "
+                        f"another request (payment {row.id}); use a new key for a new payment",
+                        field="Idempotency-Key", extra={"payment": row.id})
+
+    async def _refusal(self, name: str, error: BaseException) -> ApiError:
+        if isinstance(error, InDoubtPending):
+            rows = await asyncio.to_thread(self.store.payments_by_journal, error.journal_ids)
+            ids = [r.id for r in rows]
+            named = ", ".join(ids) if ids else "journal entr" + (
+                "y " if len(error.journal_ids) == 1 else "ies ") + ", ".join(
+                    map(str, error.journal_ids))
+            return ApiError(409, "in_doubt", f"terminal {name}: {named} still in doubt; "
+                            "a manager must resolve it before a new sale (do not charge "
+                            "again)", extra={"payments": ids,
+                                             "journal_ids": list(error.journal_ids)})
+        if isinstance(error, DuplicateInvoice):
+            rows = await asyncio.to_thread(self.store.payments_by_journal, [error.journal_id])
+            return ApiError(409, "duplicate_invoice", str(error).replace(
+                "pass allow_duplicate=True (--allow-duplicate)", "send \"allow_duplicate\": "
+                "true"), field="invoice", extra={"payments": [r.id for r in rows],
+                                                 "journal_ids": [error.journal_id]})
+        return ApiError(409, "terminal_busy", f"terminal {name}: {error}",
+                        extra={"payments": []})
+
+    async def last_transaction(self, name: str) -> Result:
+        """``last trans`` on a free terminal."""
+        worker = self.check_free(name)
+        result: Result = await worker.exclusive(worker.terminal.last_transaction)
+        await self._terminals_changed()
+        return result
+
+    async def resolve(
+        self, row: PaymentRow, state: str, receipt: str | None, who: str, note: str | None
+    ) -> PaymentRow:
+        """A manager's word on an in-doubt payment, recorded in the journal."""
+        row = await self._sync(row, None)
+        if row.state != "in_doubt" or row.journal_id is None:
+            raise ApiError(409, "not_in_doubt", f"payment {row.id} is {row.state}, not in "
+                           "doubt: nothing to resolve")
+        journal_id = row.journal_id
+        try:
+            await asyncio.to_thread(
+                lambda: self.journal.resolve(
+                    journal_id, State(state), by=ResolvedBy.CASHIER, who=who,
+                    note=note or "resolved through the bridge", receipt_no=receipt)
+            )
+        except JournalError as exc:
+            raise ApiError(409, "not_in_doubt", str(exc)) from None
+        row = await self._sync(row, None)
+        await self._terminals_changed()
+        return row
+
+    async def wait(self, payment_id: str, seconds: float) -> PaymentRow | None:
+        """The payment once it is no longer processing, or after ``seconds``."""
+        def ready() -> bool:
+            row = self.store.payment(payment_id)
+            return row is None or row.state != "processing"
+
+        await self.hub.wait_for(ready, seconds)
+        return await asyncio.to_thread(self.store.payment, payment_id)
+
+    def settings(self) -> Mapping[str, Any]:
+        """What ``/v1/health`` may say about the bridge."""
+        return {"terminals": sorted(self.workers)}
+
+
+def _results(result: Result) -> dict[str, Any]:
+    return {"vi": result.to_dict("vi"), "en": result.to_dict("en")}
+
+
+def _said(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    text = str(error)
+    return text if isinstance(error, EcrError) and text else type(error).__name__
+
+
+def settle_request(request_id: str, client_id: str) -> Settle:
+    """The settlement the bridge sends (``settle|YES``)."""
+    return Settle(request_id=request_id, client_id=client_id, confirm=True)

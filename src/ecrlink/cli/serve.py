@@ -1,0 +1,139 @@
+"""``ecrlink serve``: run the HTTP bridge (``ecrlink.bridge``) until stopped.
+
+Starlette and uvicorn are imported inside the command, so the other commands start
+without them (``pip install 'ecrlink[serve]'`` brings them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .._exceptions import ConfigError, EcrError
+from .config import Config, TerminalConfig, Timeouts, config_path, load_config
+from .exit_codes import EXIT_CODES_HELP, exit_status_for
+
+__all__ = ["serve"]
+
+
+def _config(path: Path | None) -> Config:
+    if path is not None and not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    return load_config(path if path is not None else config_path(os.environ))
+
+
+def _journal_path(given: str | None) -> Path:
+    from ..journal import default_journal_path
+
+    if given is None:
+        return default_journal_path()
+    if "://" in given:
+        raise ConfigError(f"--journal {given}: this bridge keeps its journal in a SQLite "
+                          "file; give a path")
+    return Path(given)
+
+
+def _make_terminal(target: TerminalConfig, config: Config, lock_timeout: float) -> Any:
+    from ..async_client import AsyncTerminal
+    from ..client import DEFAULT_CLIENT_ID
+
+    timeouts = Timeouts(lock_timeout=lock_timeout)
+    timeouts.update(target.timeouts)
+
+    def make(journal: Any) -> Any:
+        return AsyncTerminal(
+            target.url, client_id=target.client_id or DEFAULT_CLIENT_ID, journal=journal,
+            duplicate_window=config.duplicate_window, **timeouts,
+        )
+
+    return make
+
+
+def _logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger("ecrlink")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    # Card numbers never reach a log (masked by the protocol core); the wire log would
+    # still show invoices: only with -v on the payment commands.
+    logging.getLogger("ecrlink.wire").setLevel(logging.WARNING)
+
+
+def run(config_file: Path | None, listen: str | None, journal: str | None,
+        quiet: bool) -> None:
+    """Build the bridge from the configuration and serve it (blocks)."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ConfigError("ecrlink serve needs its extra: pip install 'ecrlink[serve]'") \
+            from None
+    from ..bridge.app import build_app
+    from ..bridge.auth import Keys, load_or_create_keys
+    from ..bridge.config import ServeConfig, is_loopback, parse_listen
+    from ..bridge.service import Bridge, TerminalSpec
+    from ..client import _RequestIds  # the client's own request id generator
+    from ..journal import default_data_dir
+
+    config = _config(config_file)
+    settings = config.serve or ServeConfig()
+    address = listen or settings.listen
+    host, port = parse_listen(address, "--listen" if listen else f"{config.path}: listen")
+    if not config.terminals:
+        raise ConfigError(f"{config.path}: no terminals to serve; name them as "
+                          "[terminals.lane1] url = \"http://192.168.1.50\"")
+    if not is_loopback(host) and not settings.keys:
+        raise ConfigError(f"listening on {address} reaches the network: give API keys in "
+                          f"{config.path} ([[serve.keys]]) first")
+    data_dir = default_data_dir()
+    keys, new_key = load_or_create_keys(settings.keys, data_dir)
+    specs = [
+        TerminalSpec(name, target.url,
+                     _make_terminal(target, config, settings.tuning.lock_timeout))
+        for name, target in config.terminals.items()
+    ]
+    _logging(quiet)
+    bridge = Bridge(settings, _journal_path(journal), specs, request_ids=_RequestIds().next)
+    app = build_app(bridge, Keys(keys, settings.lang), data_dir=data_dir)
+    if new_key is not None:
+        click.echo(f"ecrlink serve: a manager API key was made; it is shown only now, keep "
+                   f"it: {new_key}")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"ecrlink serve: http://{shown}:{port}  terminals: "
+               f"{', '.join(config.terminals)}  journal: {bridge.journal.path}", err=True)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
+    ))
+    server.run()
+    if getattr(server, "started", True) is False:
+        sys.exit(int(exit_status_for(ConfigError("cannot listen"))))
+
+
+@click.command("serve", epilog=EXIT_CODES_HELP)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The configuration file (default: ECRLINK_CONFIG, else the "
+              "platform's place).")
+@click.option("--listen", metavar="HOST:PORT", default=None,
+              help="Address to listen on (default: [serve] listen, else 127.0.0.1:8765).")
+@click.option("--journal", metavar="FILE", default=None,
+              help="The journal file (default: the user's journal).")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+def serve(config_file: Path | None, listen: str | None, journal: str | None,
+          quiet: bool) -> None:
+    """Run the HTTP bridge for web, Android and .NET registers (ecrlink[serve]).
+
+    Serves the terminals of the configuration file over HTTP/JSON (docs/bridge.md):
+    payments with idempotency keys, long-poll, Server-Sent Events, webhooks, the web
+    console at / and /v1/client.js. Stop it with Ctrl-C.
+    """
+    try:
+        run(config_file, listen, journal, quiet)
+    except EcrError as exc:
+        click.echo(f"ecrlink serve: error: {exc}", err=True)
+        sys.exit(int(exit_status_for(exc)))
