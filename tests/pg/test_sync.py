@@ -188,6 +188,8 @@ def test_an_empty_journal_ships_nothing(tmp_path: Path, central_url: str) -> Non
     path = tmp_path / "empty.sqlite3"
     Journal(path).close()
     assert sync_once(path, central_url, "STORE42") == Progress()
+    with Central.open(central_url, create=False) as central:
+        assert central.sites() == []
 
 
 def test_a_batch_is_all_or_nothing(journal: Path, central_url: str) -> None:

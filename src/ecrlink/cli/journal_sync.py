@@ -118,9 +118,9 @@ def sync(
                                 "entries": progress.entries, "batches": progress.batches,
                                 "shipped": progress.shipped})
         else:
-            session.out.print(_say(session, "done", site=site, changes=progress.changes,
-                                   entries=progress.entries, shipped=progress.shipped),
-                              markup=False, highlight=False)
+            session.env.out.write(_say(session, "done", site=site, changes=progress.changes,
+                                       entries=progress.entries, shipped=progress.shipped)
+                                  + "\n")
         return ExitStatus.OK
 
     stop = threading.Event()

@@ -21,7 +21,7 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -148,9 +148,15 @@ class Progress:
 
     batches: int = 0
     changes: int = 0
-    entries: int = 0
     shipped: int = 0
     """The site's cursor at head office after the last batch."""
+    entry_ids: set[int] = field(default_factory=set)
+    """The entries written (one may take several batches)."""
+
+    @property
+    def entries(self) -> int:
+        """How many entries were written."""
+        return len(self.entry_ids)
 
 
 class Shipper:
@@ -181,7 +187,7 @@ class Shipper:
         if changes:
             progress.batches += 1
             progress.changes += len(changes)
-            progress.entries += len(entries)
+            progress.entry_ids.update(e.id for e, _ in entries)
         progress.shipped = self.shipped
         return bool(changes)
 
