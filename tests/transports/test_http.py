@@ -578,3 +578,111 @@ def test_https_pin_and_on_sent(self_signed: tuple[Path, Path], flavour: str) -> 
         assert right_calls.count == 1 and len(server.requests) == 1
     finally:
         server.close()
+
+
+# --- framing, addresses and sockets on the real wire ----------------------------------
+
+
+@FLAVOURS
+def test_chunked_reply_in_small_writes(raw_server: Start, flavour: str) -> None:
+    body = fixture_bytes("sale_chip_serial.json")
+
+    def handler(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(body), 70):
+            piece = body[i : i + 70]
+            conn.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            time.sleep(0.002)
+        conn.sendall(b"0\r\n\r\n")
+
+    server = raw_server(handler)
+    assert exchange_as(flavour, server.url, timeout=5.0) == body
+
+
+@FLAVOURS
+def test_host_header_names_the_terminal(raw_server: Start, flavour: str) -> None:
+    server = raw_server(replying(b"{}"))
+    exchange_as(flavour, server.url, timeout=5.0)
+    assert f"\r\nHost: 127.0.0.1:{server.port}\r\n".encode() in server.requests[-1]
+    assert b"\r\nUser-Agent: ecrlink\r\n" in server.requests[-1]
+
+
+def ipv6_loopback() -> socket.socket | None:
+    if not socket.has_ipv6:
+        return None
+    try:
+        return socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        return None
+
+
+@FLAVOURS
+def test_an_ipv6_literal_terminal(flavour: str) -> None:
+    listener = ipv6_loopback()
+    if listener is None:
+        pytest.skip("no IPv6 loopback here")
+    body = fixture_bytes("last_trans_chip.json")
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            heads.append(data)
+            conn.sendall(http_reply(body))
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    try:
+        assert exchange_as(flavour, f"http://[::1]:{port}", timeout=5.0) == body
+    finally:
+        listener.close()
+    assert f"\r\nHost: [::1]:{port}\r\n".encode() in heads[0]
+
+
+def test_the_socket_sends_without_delay(raw_server: Start) -> None:
+    from ecrlink.transports.http import _open_socket, _Site
+
+    server = raw_server(lambda conn, _req: None)
+    with _open_socket(_Site(server.url, connect_timeout=1, tls_fingerprint=None)) as sock:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+@FLAVOURS
+def test_an_unknown_host_sends_nothing_either_way(flavour: str) -> None:
+    calls = Calls()
+    with pytest.raises(ConnectError, match="nothing was sent"):
+        exchange_as(flavour, "http://no-such-terminal.invalid", timeout=5.0, on_sent=calls)
+    assert calls.count == 0
+
+
+@FLAVOURS
+def test_https_verified_normally_when_the_certificate_is_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flavour: str
+) -> None:
+    # Without a fingerprint: the usual chain and name checks (the name being an IP here).
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the "system" store trusts it
+    body = fixture_bytes("sale_approved_swipe.json")
+    server = TlsServer(cert, key, body)
+    calls = Calls()
+    try:
+        assert exchange_as(flavour, server.url, timeout=5.0, on_sent=calls) == body
+        assert calls.count == 1 and len(server.requests) == 1
+    finally:
+        server.close()
+
+
+@FLAVOURS
+def test_a_bad_port_is_a_config_error(flavour: str) -> None:
+    for url in ("http://127.0.0.1:99999", "http://127.0.0.1:abc"):
+        with pytest.raises(ConfigError, match="terminal URL"):
+            exchange_as(flavour, url, timeout=1.0)

@@ -68,7 +68,7 @@ def request_target(line: str) -> bytes:
 
     ``LocalProtocolError`` for anything HTTP cannot carry (the protocol core never
     writes it): checked here, before a byte leaves, not by h11 after."""
-    target = line.replace(" ", "%20").encode("ascii", "replace")
+    target = line.replace(" ", "%20").encode("utf-8", "surrogatepass")
     if not target or any(not 0x21 <= byte <= 0x7E for byte in target):
         raise LocalProtocolError(f"request line: must be printable ASCII, got {line!r}")
     return target
