@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .._exceptions import ConfigError, FieldError
-from ..journal.central import check_central_url, check_site
 
 if TYPE_CHECKING:
     from ..bridge.config import ServeConfig
@@ -200,6 +199,11 @@ def load_config(path: Path) -> Config:
 
 def _chain(path: Path, doc: dict[str, Any]) -> tuple[str | None, str | None]:
     """``site`` and ``[central] url``: where this store ships its journal."""
+    if "site" not in doc and "central" not in doc:
+        return None, None
+    # Here, not at the top: every command reads the config; few are chain stores.
+    from ..journal.central import check_central_url, check_site
+
     try:
         site = check_site(doc["site"]) if "site" in doc else None
         table = doc.get("central", {})
