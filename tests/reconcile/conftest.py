@@ -6,9 +6,8 @@ import csv
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-
-import pytest
 
 from ecrlink.journal.records import Entry, State
 from ecrlink.simulator.statement import STATEMENT_HEADER
@@ -18,12 +17,6 @@ BANK_HEADER: tuple[str, ...] = tuple(STATEMENT_HEADER)
 
 INVOICE_HEADER = ("Mã hóa đơn", "Ngày", "Số tiền", "Số thẻ", "Mã chuẩn chi", "Loại")
 DAY = datetime(2026, 3, 2, 9, 0, 0)
-
-
-@pytest.fixture(params=["python", "polars"])
-def engine(request: pytest.FixtureRequest) -> str:
-    """Every behaviour test runs on both engines: they must agree."""
-    return str(request.param)
 
 
 def bank_row(
@@ -135,3 +128,12 @@ def entry(
 def categories(report: Any) -> dict[str, int]:
     """Non-zero counts per category."""
     return {c.value: t.count for c, t in report.summary.items() if t.count}
+
+
+def side_of(frame: Any) -> SimpleNamespace:
+    """A side's frame as lists of Python values, one attribute per column."""
+    from ecrlink.reconcile.values import Kind
+
+    side = SimpleNamespace(**{name: frame.get_column(name).to_list() for name in frame.columns})
+    side.kind = [Kind(k) for k in side.kind]
+    return side

@@ -1,4 +1,4 @@
-"""Every category, every key, voids and in-doubt resolution (on both engines)."""
+"""Every category, every key, voids and in-doubt resolution."""
 
 from __future__ import annotations
 
@@ -19,9 +19,8 @@ from .conftest import DAY, bank_row, categories, entry, write_bank, write_csv
 class Run:
     """Reconcile journal entries (or an invoice list) against statement rows."""
 
-    def __init__(self, tmp_path: Path, engine: str) -> None:
+    def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
-        self.engine = engine
         self.resolved: list[tuple[Entry, State, str]] = []
 
     def __call__(
@@ -39,14 +38,14 @@ class Run:
                 self.tmp / "inv.csv", ["Mã hóa đơn", "Ngày", "Số tiền", "Loại"], invoices
             )
         return reconcile(
-            statement, invoices=invoice_file, entries=entries, engine=self.engine,  # type: ignore[arg-type]
+            statement, invoices=invoice_file, entries=entries,
             resolve=lambda e, s, note: self.resolved.append((e, s, note)), **options,
         )  # fmt: skip
 
 
 @pytest.fixture
-def run(tmp_path: Path, engine: str) -> Run:
-    return Run(tmp_path, engine)
+def run(tmp_path: Path) -> Run:
+    return Run(tmp_path)
 
 
 def _only(report: Report, category: Category) -> list[Any]:

@@ -18,7 +18,7 @@ from .conftest import bank_row, entry, write_bank, write_csv, write_xlsx
 
 
 @pytest.fixture
-def report(tmp_path: Path, engine: str) -> Report:
+def report(tmp_path: Path) -> Report:
     bank = write_bank(tmp_path / "b.csv", [
         bank_row(150_000, invoice="HD1", approval="1"),
         bank_row(151_000, invoice="HD2", approval="2"),
@@ -28,7 +28,7 @@ def report(tmp_path: Path, engine: str) -> Report:
         entry(150_000, invoice="HD1", approval="1"),
         entry(150_000, invoice="HD2", approval="2"),
         entry(10_000, invoice="HD3", approval="4"),
-    ], engine=engine)  # type: ignore[arg-type]
+    ])
 
 
 def test_json_document(report: Report) -> None:

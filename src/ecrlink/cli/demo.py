@@ -25,7 +25,6 @@ from rich.text import Text
 from ..client import Terminal
 from ..journal import Journal, ResolvedBy
 from ..protocol import Outcome, Result
-from ..reconcile import Category, reconcile
 from ..simulator import Simulator
 from ..simulator.serial import pty_available
 from .config import Timeouts
@@ -141,8 +140,10 @@ def _steps(day: _Day, lang: str, statement: Path) -> list[tuple[DemoStep, Callab
 
 
 def _reconcile(day: _Day, statement: Path) -> str:
+    from ..reconcile import Category, reconcile  # polars: only when the demo gets here
+
     day.sim.write_statement(statement)
-    report = reconcile(statement, entries=day.journal.entries(), engine="python")
+    report = reconcile(statement, entries=day.journal.entries())
     matched = report.summary[Category.MATCHED].count
     voided = report.summary[Category.VOIDED].count
     attention = sum(t.count for c, t in report.summary.items() if c.needs_attention)

@@ -1,4 +1,8 @@
-"""``ecrlink reconcile``: the register's payments against the bank's statement."""
+"""``ecrlink reconcile``: the register's payments against the bank's statement.
+
+``ecrlink.reconcile`` (and polars with it) is imported inside the command, so that
+other commands never load it.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,22 @@ import sys
 import tempfile
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from .._exceptions import EcrError, ReconcileError
 from ..journal import Entry, Journal, ResolvedBy, State, default_journal_path
-from ..reconcile import (
-    ADVICE,
-    DEFAULT_WINDOW,
-    LABELS,
-    Category,
-    Lang,
-    Report,
-    Resolver,
-    reconcile,
-    write_json,
-    write_report,
-)
-from ..reconcile.values import VN_TZ, parse_datetime
+from ..protocol import VIETNAM_TIME as VN_TZ
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import default_lang
 from .output import format_vnd
 from .streams import SafeStream
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..reconcile import Lang, Report, Resolver
 
 __all__ = ["reconcile_command"]
 
@@ -77,6 +72,8 @@ def _load_journal_entries(
 
 # --- options ---------------------------------------------------------------------------
 
+DEFAULT_WINDOW_TEXT = "24h"
+"""``ecrlink.reconcile.DEFAULT_WINDOW`` as the option writes it (a test keeps both equal)."""
 _WINDOW = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([dhm]?)\s*", re.IGNORECASE)
 _UNIT = {"d": "days", "h": "hours", "m": "minutes", "": "hours"}
 
@@ -91,6 +88,8 @@ def _parse_window(value: str) -> timedelta:
 def _parse_day(value: str | None, *, end: bool, option: str) -> datetime | None:
     if value is None:
         return None
+    from ..reconcile.values import parse_datetime
+
     try:
         moment = parse_datetime(value)
     except ReconcileError as exc:
@@ -147,6 +146,10 @@ _SHOWN_ROWS = 20
 
 
 def _print_summary(console: Console, report: Report, lang: Lang, out: Path | None) -> None:
+    from rich.table import Table
+
+    from ..reconcile import ADVICE, LABELS, Category
+
     text = _TEXT[lang]
     period = (
         f"{report.since or '…'} → {report.until or '…'}"
@@ -232,6 +235,8 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
     except OSError as exc:
         raise ReconcileError(f"cannot write {out}: {exc.strerror}") from None
     os.close(fd)
+    from ..reconcile import write_report
+
     try:
         write_report(report, tmp, lang)
         try:
@@ -252,7 +257,7 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
               help="The journal file; with --invoices it lends card data to invoices.")
 @click.option("--from", "since", metavar="DATE", help="First day (dd/mm/yyyy or yyyy-mm-dd).")
 @click.option("--to", "until", metavar="DATE", help="Last day, included.")
-@click.option("--window", default=f"{int(DEFAULT_WINDOW.total_seconds() // 3600)}h",
+@click.option("--window", default=DEFAULT_WINDOW_TEXT,
               show_default=True, help="How far apart card + approval matches may be dated.")
 @click.option("--mapping", type=click.Path(dir_okay=False, path_type=Path),
               help="A mapping file naming columns (TOML, or JSON).")
@@ -261,8 +266,6 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
               help="Also write the report: .xlsx, .csv or .json.")
 @click.option("--lang", type=click.Choice(["vi", "en"]), default=None,
               help="Language of the summary (default: ECRLINK_LANG, else the locale).")
-@click.option("--engine", type=click.Choice(["auto", "python", "polars"]), default="auto",
-              show_default=True, help="Matching engine (same answers; polars for big files).")
 def reconcile_command(
     bank: Path,
     invoices: Path | None,
@@ -274,7 +277,6 @@ def reconcile_command(
     as_json: bool,
     out: Path | None,
     lang: Lang | None,
-    engine: str,
 ) -> None:
     """Match card payments to invoices against the bank's statement (đối soát).
 
@@ -282,6 +284,10 @@ def reconcile_command(
     (the table in ecrlink --help).
     """
     lang = lang or default_lang(os.environ)
+    from rich.console import Console
+
+    from ..reconcile import json_chunks, reconcile
+
     try:
         start = _parse_day(since, end=False, option="--from")
         end = _parse_day(until, end=True, option="--to")
@@ -293,7 +299,6 @@ def reconcile_command(
         report = reconcile(
             bank, invoices=invoices, entries=entries, since=start, until=end,
             window=span, resolve=resolver, mapping=mapping,
-            engine=engine,  # type: ignore[arg-type]
         )  # fmt: skip
         if out is not None:
             _write_atomically(report, out, lang)
@@ -305,7 +310,8 @@ def reconcile_command(
         sys.exit(exit_status_for(exc))
     stdout = cast(IO[str], SafeStream(sys.stdout))  # CliRunner swaps sys.stdout in tests
     if as_json:
-        write_json(report, stdout, ascii_only=True)
+        for chunk in json_chunks(report, ascii_only=True):
+            stdout.write(chunk.decode("ascii"))
     else:
         _print_summary(Console(file=stdout, highlight=False), report, lang, out)
     sys.exit(ExitStatus.DISCREPANCIES if report.needs_attention else ExitStatus.OK)

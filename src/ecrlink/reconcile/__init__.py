@@ -6,42 +6,32 @@
 0
 
 Every payment is matched by invoice code + amount, else card last 4 + approval code
-+ amount, else bank reference number (``matcher`` has the rules), and every row ends
-in exactly one ``Category``. The standard library is enough; with polars installed
-(``pip install 'ecrlink[reconcile]'``) large files go through a vectorised engine
-that gives the same answer.
++ amount, else bank reference number (``engine`` has the rules, on polars), and every
+row ends in exactly one ``Category``. Importing this package imports polars: the
+command line imports it only when it reconciles.
 """
 
-from .api import FAST_THRESHOLD_BYTES, Engine, Resolver, reconcile
+from .api import Resolver, reconcile
 from .columns import FIELDS, SYNONYMS, ColumnMapping, load_mapping
-from .matcher import DEFAULT_WINDOW
+from .engine import DEFAULT_WINDOW
 from .model import Category, MatchKey
-from .report import (
-    ADVICE,
-    LABELS,
-    Lang,
-    Record,
-    Report,
-    ReportRow,
-    Totals,
-    write_csv,
-    write_json,
-    write_report,
-    write_xlsx,
-)
-from .sources import rows_from_entries
+from .report import ADVICE, LABELS, Lang, Record, Report, ReportRow, Totals
+from .sources import MAX_CELL_CHARS, rows_from_entries
 from .values import Kind
+from .writers import json_chunks, write_csv, write_json, write_report, write_xlsx
+from .xlsx import MAX_XLSX_BYTES, MAX_XLSX_CELLS
 
 __all__ = [
     "ADVICE",
     "DEFAULT_WINDOW",
-    "FAST_THRESHOLD_BYTES",
     "FIELDS",
     "LABELS",
+    "MAX_CELL_CHARS",
+    "MAX_XLSX_BYTES",
+    "MAX_XLSX_CELLS",
     "SYNONYMS",
     "Category",
     "ColumnMapping",
-    "Engine",
     "Kind",
     "Lang",
     "MatchKey",
@@ -50,6 +40,7 @@ __all__ = [
     "ReportRow",
     "Resolver",
     "Totals",
+    "json_chunks",
     "load_mapping",
     "reconcile",
     "rows_from_entries",

@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
+
+import polars as pl
 
 from .._exceptions import ReconcileError
 from ..journal.records import Entry, State
 from .columns import ColumnMapping, Role, load_mapping
-from .matcher import DEFAULT_WINDOW, Outcome, match
-from .model import Category, Side
-from .report import Report, Totals, summarise
-from .sources import enrich_with_journal, read_side, rows_from_entries
+from .engine import DEFAULT_WINDOW, match, rank_join
+from .frames import read_frame
+from .model import APPROVED, side_schema
+from .report import Report
+from .sources import LEND_KEYS, LENT_FIELDS, rows_from_entries
+from .values import Kind
 
-__all__ = ["FAST_THRESHOLD_BYTES", "Engine", "Resolver", "reconcile"]
+__all__ = ["Resolver", "Sides", "read_sides", "reconcile"]
 
-Engine = Literal["auto", "python", "polars"]
 Resolver = Callable[[Entry, State, str], None]
 """Called once per in-doubt journal entry the statement proves: (entry, state, note)."""
-
-FAST_THRESHOLD_BYTES = 4_000_000
-"""Input size from which ``engine="auto"`` takes polars (if installed): below it,
-importing polars costs more than it saves."""
 
 
 def reconcile(
@@ -39,7 +36,6 @@ def reconcile(
     window: timedelta = DEFAULT_WINDOW,
     resolve: Resolver | None = None,
     mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
-    engine: Engine = "auto",
 ) -> Report:
     """Match the register's payments against a bank statement.
 
@@ -58,7 +54,8 @@ def reconcile(
     are reported as ``ecr_only`` with ``in_doubt`` set.
 
     Raises ``InputFileError`` (file, row, column) for a file that cannot be read
-    as a whole; no partial report is ever returned.
+    as a whole; no partial report is ever returned. The report's JSON (the same as
+    ``ecrlink reconcile --json``) is ``writers.json_chunks(report)``.
     """
     if invoices is None and entries is None:
         raise ReconcileError("nothing to reconcile against: give an invoice list or the journal")
@@ -66,56 +63,63 @@ def reconcile(
         raise ReconcileError(f"the period is empty: {since} is after {until}")
     if window < timedelta(0):
         raise ReconcileError("the window cannot be negative")
-    job = _Job(
-        bank=os.fspath(bank),
-        invoices=os.fspath(invoices) if invoices is not None else None,
-        journal=rows_from_entries(entries) if entries is not None else None,
-        since=since, until=until, window=window, mappings=_mappings(mapping),
-    )  # fmt: skip
-    polars = _use_polars(engine, job.bank, job.invoices)
-    done = (_run_polars if polars else _run_python)(job)
+    sides = read_sides(bank, invoices=invoices, entries=entries, since=since, until=until,
+                       mapping=mapping)
+    reg, bank_frame, bank_path = sides.reg, sides.bank, os.fspath(bank)
+    items = match(reg, bank_frame, window).items
+    proofs = _proofs(items, reg, bank_frame, sides.entries, bank_path)
     report = Report(
-        summary=done.summary, loader=done.loader,
-        bank_source=job.bank, register_source=job.invoices or "journal",
-        since=since, until=until, window=window, resolved=[e for e, _ in done.proofs],
-        dropped=done.dropped, engine="polars" if polars else "python",
+        reg=reg, bank=bank_frame, items=items,
+        bank_source=bank_path, register_source=sides.register_source,
+        since=since, until=until, window=window, resolved=[e for e, _ in proofs],
+        dropped=sides.dropped,
     )  # fmt: skip
     if resolve is not None:
-        for entry, note in done.proofs:
+        for entry, note in proofs:
             resolve(entry, State.APPROVED, note)
     return report
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    """What both engines are asked: the files, the journal's side, the period."""
+class Sides(NamedTuple):
+    """Both sides as ``match`` takes them."""
 
-    bank: str
-    invoices: str | None
-    journal: Side | None
-    since: datetime | None
-    until: datetime | None
-    window: timedelta
-    mappings: Mapping[Role, ColumnMapping]
-
-
-class _Done(NamedTuple):
-    """What an engine answers; ``reconcile`` makes the report of it."""
-
-    summary: Mapping[Category, Totals]
-    loader: Callable[[Category | None], tuple[Side, Side, Outcome]]
-    proofs: list[tuple[Entry, str]]
-    """In-doubt entries the statement proves approved, each with its note."""
+    reg: pl.DataFrame
+    bank: pl.DataFrame
+    entries: list[Entry | None]
+    """The journal entries that register rows' ``entry`` column points into."""
+    register_source: str
     dropped: dict[str, int]
 
 
-def _note(path: str, row: int, approval: str, ref_no: str) -> str:
-    parts = [f"bank statement {Path(path).name} row {row}"]
-    if approval:
-        parts.append(f"approval {approval}")
-    if ref_no:
-        parts.append(f"RRN {ref_no}")
-    return "proved approved by " + ", ".join(parts)
+def read_sides(
+    bank: str | os.PathLike[str],
+    *,
+    invoices: str | os.PathLike[str] | None = None,
+    entries: Iterable[Entry] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
+) -> Sides:
+    """Read both sides (``reconcile``'s arguments), lend journal data, cut the period."""
+    mappings = _mappings(mapping)
+    journal = rows_from_entries(entries) if entries is not None else None
+    # One file after the other: on two cores polars already uses both for one file.
+    bank_frame, bank_dropped = read_frame(os.fspath(bank), "bank", mappings.get("bank"))
+    if invoices is not None:
+        register_source = os.fspath(invoices)
+        reg, reg_dropped = read_frame(register_source, "invoices", mappings.get("invoices"))
+        if journal is not None:
+            reg = _enrich(reg, journal.to_frame())
+    else:
+        assert journal is not None
+        register_source = "journal"
+        reg, reg_dropped = journal.to_frame(), 0
+    bank_frame, bank_out = _in_period(bank_frame, since, until)
+    reg, reg_out = _in_period(reg, since, until)
+    return Sides(
+        reg, bank_frame, journal.entry if journal else [], register_source,
+        {"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
+    )
 
 
 def _mappings(
@@ -128,100 +132,101 @@ def _mappings(
     return load_mapping(mapping)
 
 
-def _use_polars(engine: Engine, *paths: str | None) -> bool:
-    if engine == "python":
-        return False
-    try:
-        import polars  # noqa: F401
-    except ImportError:
-        if engine == "polars":
-            raise ReconcileError(
-                "the polars engine needs polars: pip install 'ecrlink[reconcile]'"
-            ) from None
-        return False
-    if engine == "polars":
-        return True
-    size = 0
-    for p in paths:
-        if p is not None:
-            with contextlib.suppress(OSError):  # the reader will say what is wrong
-                size += os.path.getsize(p)
-    return size >= FAST_THRESHOLD_BYTES
+def _proofs(
+    items: pl.DataFrame,
+    reg: pl.DataFrame,
+    bank: pl.DataFrame,
+    entries: list[Entry | None],
+    bank_path: str,
+) -> list[tuple[Entry, str]]:
+    """The in-doubt entries the statement proves approved, each with its note."""
+    proved = items.filter(pl.col("proves")).select("reg", "bank")
+    if proved.height == 0:
+        return []
+    rows = (
+        proved.join(reg.select(pl.col("idx").alias("reg"), "entry"), on="reg")
+        .join(bank.select(pl.col("idx").alias("bank"), "row", "approval", "ref_no"), on="bank")
+        .sort("entry")
+    )
+    out = []
+    for entry_at, row, approval, ref_no in rows.select(
+        "entry", "row", "approval", "ref_no"
+    ).iter_rows():
+        entry = entries[entry_at] if entry_at is not None else None
+        if entry is not None:
+            out.append((entry, _note(bank_path, row, approval, ref_no)))
+    return out
 
 
-def _in_period(side: Side, since: datetime | None, until: datetime | None) -> Side:
+def _note(path: str, row: int, approval: str, ref_no: str) -> str:
+    parts = [f"bank statement {Path(path).name} row {row}"]
+    if approval:
+        parts.append(f"approval {approval}")
+    if ref_no:
+        parts.append(f"RRN {ref_no}")
+    return "proved approved by " + ", ".join(parts)
+
+
+def _enrich(invoices: pl.DataFrame, journal: pl.DataFrame) -> pl.DataFrame:
+    """Give invoice-list rows the card data the journal knows for the same invoice.
+
+    Invoice rows (sales, in file order) and journal sales (approved before in
+    doubt, then by entry id) are paired on invoice + amount, then on invoice alone,
+    each used once. The invoice row keeps its own values where it has them, and
+    takes the entry, so an exact bank match can resolve an in-doubt payment.
+    """
+    sale = (pl.col("kind") == Kind.SALE.value) & (pl.col("invoice") != "")
+    inv = invoices.filter(sale)
+    jou = journal.filter(sale).with_columns((pl.col("state") != APPROVED).alias("_doubt"))
+    found: list[pl.DataFrame] = []
+    for keys in LEND_KEYS:
+        pairs = rank_join(inv, [], jou, ["_doubt", "row"], keys)
+        if pairs.height:
+            found.append(pairs.select("l", "r"))
+            inv = inv.filter(~pl.col("idx").is_in(pairs.get_column("l").implode()))
+            jou = jou.filter(~pl.col("idx").is_in(pairs.get_column("r").implode()))
+    if not found:
+        return invoices
+    lent = (*LENT_FIELDS, "time", "unsettled", "entry")
+    borrowed = pl.concat(found).join(
+        journal.select(pl.col("idx").alias("r"), *(pl.col(f).alias(f"_j_{f}") for f in lent)),
+        on="r",
+    ).rename({"l": "idx"})
+    merged = invoices.join(borrowed, on="idx", how="left", maintain_order="left")
+    return merged.with_columns(
+        *(pl.when((pl.col(f) == "") & pl.col(f"_j_{f}").is_not_null())
+          .then(pl.col(f"_j_{f}")).otherwise(pl.col(f)).alias(f)
+          for f in LENT_FIELDS),
+        pl.col("time").fill_null(pl.col("_j_time")),
+        pl.col("_j_unsettled").fill_null(pl.col("unsettled")).alias("unsettled"),
+        pl.col("_j_entry").fill_null(pl.col("entry")).alias("entry"),
+    ).select(list(side_schema()))  # fmt: skip
+
+
+def _in_period(
+    frame: pl.DataFrame, since: datetime | None, until: datetime | None
+) -> tuple[pl.DataFrame, int]:
+    """Rows dated within [since, until] (undated rows stay), renumbered; and how many
+    were left out."""
     if since is None and until is None:
-        return side
-    keep = [
-        i for i, t in enumerate(side.time)
-        if t is None or ((since is None or t >= since) and (until is None or t <= until))
-    ]  # fmt: skip
-    return side if len(keep) == len(side) else side.take(keep)
-
-
-def _run_python(job: _Job) -> _Done:
-    bank = read_side(job.bank, "bank", job.mappings.get("bank"))
-    if job.invoices is not None:
-        reg = read_side(job.invoices, "invoices", job.mappings.get("invoices"))
-        if job.journal is not None:
-            enrich_with_journal(reg, job.journal)
-    else:
-        assert job.journal is not None
-        reg = job.journal
-    bank, reg = _in_period(bank, job.since, job.until), _in_period(reg, job.since, job.until)
-    out = match(reg, bank, job.window)
-    proofs = [
-        (e, _note(job.bank, bank.row[b], bank.approval[b], bank.ref_no[b]))
-        for r, b in out.resolved
-        if (e := reg.entry[r]) is not None
-    ]
-    return _Done(
-        summary=summarise(reg, bank, out),
-        loader=lambda _: (reg, bank, out),
-        proofs=proofs,
-        dropped={"bank": bank.dropped, "register": reg.dropped},
+        return frame, 0
+    t = pl.col("time")
+    inside = pl.lit(True)
+    if since is not None:
+        inside = inside & (t >= since)
+    if until is not None:
+        inside = inside & (t <= until)
+    kept = frame.filter(t.is_null() | inside)
+    if kept.height == frame.height:
+        return frame, 0
+    old = kept.get_column("idx")
+    renumber = pl.DataFrame({"link": old, "_new": pl.int_range(len(old), eager=True)})
+    kept = (
+        kept.join(renumber, on="link", how="left", maintain_order="left")
+        .with_columns(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"),
+            pl.col("_new").fill_null(-1).cast(pl.Int64).alias("link"),
+        )
+        .select(list(side_schema()))
     )
-
-
-def _run_polars(job: _Job) -> _Done:
-    from . import _fast
-
-    entries: list[Entry | None] | None
-    journal = job.journal
-    # One file after the other: on two cores polars already uses both for one file,
-    # and reading both at once measured slower.
-    bank, bank_dropped = _fast.read_frame(job.bank, "bank", job.mappings.get("bank"))
-    if job.invoices is not None:
-        reg, reg_dropped = _fast.read_frame(job.invoices, "invoices", job.mappings.get("invoices"))
-        entries = None
-        if journal is not None:
-            reg, entries = _fast.enrich_frame(reg, _fast.side_to_frame(journal), journal.entry)
-    else:
-        assert journal is not None
-        reg, reg_dropped, entries = _fast.side_to_frame(journal), 0, journal.entry
-    bank, _, bank_out = _fast.in_period(bank, None, job.since, job.until)
-    reg, entries, reg_out = _fast.in_period(reg, entries, job.since, job.until)
-    pending = _fast.pending_entries(entries) if entries is not None else None
-    result = _fast.match_frames(reg, bank, job.window, pending)
-    summary = {
-        c: Totals(n, total) for c, (n, total) in _fast.summary_of(result.items, reg, bank).items()
-    }
-    proofs: list[tuple[Entry, str]] = []
-    if result.resolved and entries is not None:
-        rows = bank.select("row", "approval", "ref_no")
-        for r, b in result.resolved:
-            entry = entries[r]
-            if entry is not None:
-                row, approval, ref_no = rows.row(b)
-                proofs.append((entry, _note(job.bank, row, approval, ref_no)))
-    register_source = job.invoices or "journal"
-
-    def load(category: Category | None) -> tuple[Side, Side, Outcome]:
-        return _fast.load_rows(result, reg, bank, entries, category, register_source, job.bank)
-
-    return _Done(
-        summary=summary,
-        loader=load,
-        proofs=proofs,
-        dropped={"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
-    )
+    return kept, frame.height - kept.height

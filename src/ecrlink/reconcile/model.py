@@ -1,15 +1,22 @@
-"""The shapes both engines share: one side's rows as columns, categories, keys."""
+"""The shapes of reconciliation: one side's rows as columns, categories, keys."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from ..journal.records import FINAL_STATES, Entry, State
 from .values import Kind
 
-__all__ = ["APPROVED", "IN_DOUBT", "TEXT_FIELDS", "UNSETTLED", "Category", "MatchKey", "Side"]
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = [
+    "APPROVED", "IN_DOUBT", "TEXT_FIELDS", "UNSETTLED", "Category", "MatchKey", "Side",
+    "kind_dtype", "side_schema",
+]  # fmt: skip
 
 APPROVED = "approved"
 IN_DOUBT = "in_doubt"
@@ -134,14 +141,50 @@ class Side:
         self.entry.append(entry)
         return len(self.row) - 1
 
-    def take(self, keep: list[int]) -> Side:
-        """A new side with only the rows at ``keep`` (links renumbered)."""
-        new_index = {old: new for new, old in enumerate(keep)}
-        out = Side(self.source, dropped=self.dropped + len(self) - len(keep))
-        for f in fields(self):
-            if f.name in ("source", "dropped", "link"):
-                continue
-            column = getattr(self, f.name)
-            setattr(out, f.name, [column[i] for i in keep])
-        out.link = [new_index.get(self.link[i], -1) for i in keep]
-        return out
+    def to_frame(self) -> pl.DataFrame:
+        """The rows as a frame of ``side_schema()`` (``entry`` is the row's position in
+        ``self.entry`` where it has one)."""
+        import polars as pl
+
+        n = len(self)
+        return pl.DataFrame(
+            {
+                "idx": list(range(n)),
+                "row": self.row,
+                "kind": [k.value for k in self.kind],
+                "amount": self.amount,
+                "time": self.time,
+                **{name: getattr(self, name) for name in TEXT_FIELDS},
+                "state": self.state,
+                "link": self.link,
+                "unsettled": [e is not None and e.state in UNSETTLED for e in self.entry],
+                "entry": [i if e is not None else None for i, e in enumerate(self.entry)],
+            },
+            schema=side_schema(),
+        )
+
+
+def side_schema() -> dict[str, Any]:
+    """The columns of one side's frame: what matching reads (``engine.MATCH_SCHEMA``),
+    and what reports show."""
+    import polars as pl
+
+    return {
+        "idx": pl.Int64,
+        "row": pl.Int64,
+        "kind": kind_dtype(),
+        "amount": pl.Int64,
+        "time": pl.Datetime("us"),
+        **dict.fromkeys(TEXT_FIELDS, pl.String),
+        "state": pl.String,
+        "link": pl.Int64,
+        "unsettled": pl.Boolean,
+        "entry": pl.Int64,
+    }
+
+
+def kind_dtype() -> Any:
+    """Kinds as a polars enum: one byte per row, cheap to hash and compare."""
+    import polars as pl
+
+    return pl.Enum([k.value for k in Kind])

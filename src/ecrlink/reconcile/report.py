@@ -1,39 +1,34 @@
-"""The reconciliation report: summary, rows, and its JSON, CSV and XLSX forms.
+"""The reconciliation report: summary, rows, and the table behind its written forms.
 
-The summary is computed when the report is made; rows are built only when asked
-for (a month of a chain's payments is millions of them), from the two sides and
-the matcher's outcome, sorted from the most serious category to the least and then
-by time.
+The report holds both sides and the matcher's rows as frames. ``table()`` joins them
+into one frame, a row per reconciled transaction, sorted from the most serious
+category to the least and then by time: the writers (``writers``) stream it to
+JSON, CSV and XLSX without a Python object per row. ``rows()`` gives Python objects
+for the few rows a person looks at.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
-from .._exceptions import ReconcileError
+import polars as pl
+
 from ..journal.records import Entry
-from .matcher import Outcome
-from .model import IN_DOUBT, UNSETTLED, Category, MatchKey, Side
+from .model import IN_DOUBT, Category, MatchKey
 
 __all__ = [
     "ADVICE",
     "LABELS",
+    "RECORD_FIELDS",
+    "ROLES",
     "Lang",
     "Record",
     "Report",
     "ReportRow",
     "Totals",
-    "summarise",
-    "write_csv",
-    "write_json",
-    "write_report",
-    "write_xlsx",
 ]
 
 Lang = Literal["vi", "en"]
@@ -171,9 +166,16 @@ class ReportRow:
         }
 
 
-_Loader = Callable[[Category | None], tuple[Side, Side, Outcome]]
-"""Builds the sides and outcome behind the rows of one category (None: all). A
-loader may return more rows than asked; ``rows`` filters."""
+RECORD_FIELDS = (
+    "row", "type", "time", "amount", "invoice", "reference", "card", "approval", "ref_no",
+    "tid", "mid", "batch", "receipt", "state",
+)  # fmt: skip
+"""A side's row as reports show it (``Record``'s fields)."""
+ROLES = (("register", "reg"), ("bank", "bank"), ("register_void", "reg_void"),
+         ("bank_void", "bank_void"))  # fmt: skip
+"""(JSON name, column prefix) of the four side rows a report row may name."""
+_ORDER = {c.value: n for n, c in enumerate(Category)}
+_SOURCE = {"type": "kind"}
 
 
 class Report:
@@ -187,8 +189,9 @@ class Report:
     def __init__(
         self,
         *,
-        summary: Mapping[Category, Totals],
-        loader: _Loader,
+        reg: pl.DataFrame,
+        bank: pl.DataFrame,
+        items: pl.DataFrame,
         bank_source: str,
         register_source: str,
         since: datetime | None = None,
@@ -196,9 +199,7 @@ class Report:
         window: timedelta | None = None,
         resolved: Sequence[Entry] = (),
         dropped: Mapping[str, int] | None = None,
-        engine: str = "python",
     ) -> None:
-        self.summary: dict[Category, Totals] = {c: summary.get(c, Totals(0, 0)) for c in Category}
         self.bank_source = bank_source
         self.register_source = register_source
         self.since = since
@@ -208,9 +209,16 @@ class Report:
         """Journal entries the statement proved approved (resolved through the callback)."""
         self.dropped: dict[str, int] = dict(dropped or {})
         """Rows read but left out, per side: declined in a status column, outside the period."""
-        self.engine = engine
-        self._loader = loader
-        self._loaded: tuple[Side, Side, Outcome] | None = None
+        self._table = _build_table(reg, bank, items)
+        counts = {
+            c: (n, total)
+            for c, n, total in self._table.group_by("category")
+            .agg(pl.len(), pl.col("amount").sum())
+            .iter_rows()
+        }
+        self.summary: dict[Category, Totals] = {
+            c: Totals(*(int(v) for v in counts.get(c.value, (0, 0)))) for c in Category
+        }
 
     @property
     def needs_attention(self) -> bool:
@@ -218,40 +226,32 @@ class Report:
         return any(t.count for c, t in self.summary.items() if c.needs_attention)
 
     def __len__(self) -> int:
-        return sum(t.count for t in self.summary.values())
+        return self._table.height
+
+    def table(self, category: Category | None = None) -> pl.DataFrame:
+        """The report rows as one flat frame (most serious first, then by time):
+        ``category``, ``key``, ``amount``, ``difference``, ``in_doubt``, ``resolved``,
+        then each role's ``RECORD_FIELDS`` prefixed ``reg_``, ``bank_``, ``reg_void_``,
+        ``bank_void_`` (null where the row has no such side row)."""
+        if category is None:
+            return self._table
+        return self._table.filter(pl.col("category") == category.value)
 
     def rows(self, category: Category | None = None) -> Iterator[ReportRow]:
-        """The report's rows, most serious category first, then by time."""
-        reg, bank, out = self._load(category)
-        resolved = {r for r, _ in out.resolved}
-
-        def when(i: int) -> tuple[int, bool, datetime, int]:
-            lead = _lead(reg, bank, out, i)
-            t = lead[0].time[lead[1]] if lead else None
-            return _ORDER[out.category[i]], t is None, t or datetime.min, i
-
-        wanted = range(len(out)) if category is None else (
-            i for i in range(len(out)) if out.category[i] is category
-        )
-        for i in sorted(wanted, key=when):
-            yield _row(reg, bank, out, i, resolved)
-
-    def _load(self, category: Category | None) -> tuple[Side, Side, Outcome]:
-        if self._loaded is not None:
-            return self._loaded
-        loaded = self._loader(category)
-        if category is None:
-            self._loaded = loaded
-        return loaded
+        """The report's rows as objects, most serious category first, then by time."""
+        for chunk in self.table(category).iter_slices(10_000):
+            for values in chunk.iter_rows(named=True):
+                yield _report_row(values)
 
     def to_dict(self, *, rows: bool = True) -> dict[str, Any]:
         """The JSON document: ``{"summary": {...}, "rows": [...]}`` and context."""
-        doc = self._head()
+        doc = self.head()
         if rows:
             doc["rows"] = [r.to_dict() for r in self.rows()]
         return doc
 
-    def _head(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """The JSON document without its rows."""
         return {
             "summary": {
                 c.value: {"count": t.count, "amount": t.amount} for c, t in self.summary.items()
@@ -267,203 +267,68 @@ class Report:
         }
 
 
-_ORDER = {c: n for n, c in enumerate(Category)}
-
-
-def _lead(reg: Side, bank: Side, out: Outcome, i: int) -> tuple[Side, int] | None:
-    """The side row that dates and prices report row ``i``: the bank's if it has
-    one, else the register's, else a void's (the polars summary coalesces alike)."""
-    for side, j in ((bank, out.bank[i]), (reg, out.reg[i]), (bank, out.bank_void[i]),
-                    (reg, out.reg_void[i])):  # fmt: skip
-        if j >= 0:
-            return side, j
-    return None
-
-
-def _record(side: Side, i: int) -> Record | None:
-    if i < 0:
-        return None
-    return Record(
-        row=side.row[i],
-        type=side.kind[i].value,
-        time=side.time[i],
-        amount=side.amount[i],
-        invoice=side.invoice[i],
-        reference=side.reference[i],
-        card=side.card[i],
-        approval=side.approval[i],
-        ref_no=side.ref_no[i],
-        tid=side.tid[i],
-        mid=side.mid[i],
-        batch=side.batch[i],
-        receipt=side.receipt[i],
-        state=side.state[i],
-    )
-
-
-def _row(reg: Side, bank: Side, out: Outcome, i: int, resolved: set[int]) -> ReportRow:
-    r, b = out.reg[i], out.bank[i]
-    lead = _lead(reg, bank, out, i)
-    amount = lead[0].amount[lead[1]] if lead else 0
-    in_doubt = False
-    if r >= 0 and r not in resolved:
-        entry = reg.entry[r]
-        in_doubt = reg.state[r] == IN_DOUBT or (
-            entry is not None and entry.state in UNSETTLED
+def _build_table(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """Items joined with the side rows they name (see ``Report.table``)."""
+    table = items.lazy().with_row_index("_item")
+    sides = {"reg": reg, "bank": bank, "reg_void": reg, "bank_void": bank}
+    for _, prefix in ROLES:
+        side = sides[prefix].lazy().select(
+            pl.col("idx").alias(prefix),
+            *(pl.col(_SOURCE.get(f, f)).alias(f"{prefix}_{f}") for f in RECORD_FIELDS),
+            pl.col("unsettled").alias(f"{prefix}__unsettled"),
         )
+        table = table.join(side, on=prefix, how="left", maintain_order="left")
+    lead = ("bank", "reg", "bank_void", "reg_void")
+    in_doubt = (
+        pl.col("reg").is_not_null()
+        & ~pl.col("proves")
+        & ((pl.col("reg_state") == IN_DOUBT) | pl.col("reg__unsettled").fill_null(False))
+    )
+    return (
+        table.with_columns(
+            pl.coalesce([pl.col(f"{p}_amount") for p in lead]).fill_null(0).alias("amount"),
+            (pl.col("bank_amount") - pl.col("reg_amount")).alias("difference"),
+            in_doubt.alias("in_doubt"),
+            pl.col("proves").alias("resolved"),
+            pl.col("category").replace_strict(_ORDER, return_dtype=pl.Int8).alias("_order"),
+            pl.coalesce([pl.col(f"{p}_time") for p in lead]).alias("_time"),
+            *(pl.col(f"{p}_type").cast(pl.String) for _, p in ROLES),
+        )
+        .sort(["_order", "_time", "_item"], nulls_last=True)
+        .select(
+            "category", "key", "amount", "difference", "in_doubt", "resolved",
+            *(f"{p}_{f}" for _, p in ROLES for f in RECORD_FIELDS),
+        )
+        .collect()
+    )  # fmt: skip
+
+
+def _report_row(values: dict[str, Any]) -> ReportRow:
+    def record(prefix: str) -> Record | None:
+        if values[f"{prefix}_row"] is None:
+            return None
+        return Record(**{f: values[f"{prefix}_{f}"] for f in RECORD_FIELDS})
+
     return ReportRow(
-        category=out.category[i],
-        key=out.key[i],
-        amount=amount,
-        register=_record(reg, r),
-        bank=_record(bank, b),
-        register_void=_record(reg, out.reg_void[i]),
-        bank_void=_record(bank, out.bank_void[i]),
-        in_doubt=in_doubt,
-        resolved=r in resolved,
+        category=Category(values["category"]),
+        key=MatchKey(values["key"]) if values["key"] else None,
+        amount=values["amount"],
+        register=record("reg"),
+        bank=record("bank"),
+        register_void=record("reg_void"),
+        bank_void=record("bank_void"),
+        in_doubt=values["in_doubt"],
+        resolved=values["resolved"],
     )
 
 
-def summarise(reg: Side, bank: Side, out: Outcome) -> dict[Category, Totals]:
-    """Counts and amounts per category, computed from the outcome's columns."""
-    counts = dict.fromkeys(Category, 0)
-    amounts = dict.fromkeys(Category, 0)
-    for i, category in enumerate(out.category):
-        counts[category] += 1
-        if lead := _lead(reg, bank, out, i):
-            amounts[category] += lead[0].amount[lead[1]]
-    return {c: Totals(counts[c], amounts[c]) for c in Category}
+_WRITERS = ("CSV_COLUMNS", "write_csv", "write_json", "write_report", "write_xlsx")
 
 
-# --- writers ---------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """The writers, where they used to live (``ecrlink.reconcile`` exports them)."""
+    if name in _WRITERS:
+        from . import writers
 
-_RECORD_FIELDS = (
-    "row", "type", "time", "amount", "invoice", "reference", "card", "approval", "ref_no",
-    "tid", "mid", "batch", "receipt", "state",
-)  # fmt: skip
-_SIDES = (("register", "reg"), ("bank", "bank"))
-CSV_COLUMNS: tuple[str, ...] = (
-    "category", "key", "amount", "difference", "in_doubt", "resolved",
-    *(f"{short}_{f}" for _, short in _SIDES for f in _RECORD_FIELDS),
-    "reg_void_row", "bank_void_row",
-)  # fmt: skip
-
-
-def _flat(row: ReportRow) -> list[Any]:
-    values: list[Any] = [
-        row.category.value,
-        row.key.value if row.key else "",
-        row.amount,
-        "" if row.difference is None else row.difference,
-        row.in_doubt,
-        row.resolved,
-    ]
-    for record in (row.register, row.bank):
-        if record is None:
-            values.extend([""] * len(_RECORD_FIELDS))
-        else:
-            values.extend(getattr(record, f) for f in _RECORD_FIELDS)
-    values.append(row.register_void.row if row.register_void else "")
-    values.append(row.bank_void.row if row.bank_void else "")
-    return values
-
-
-def write_json(report: Report, out: IO[str], *, ascii_only: bool = False) -> None:
-    """Write the JSON document, one row at a time (large reports stay small in memory).
-
-    ``ascii_only`` escapes every non-ASCII character, for a console of any code page.
-    """
-    head = json.dumps(report._head(), ensure_ascii=ascii_only)
-    out.write(head[:-1] + ', "rows": [')
-    for n, row in enumerate(report.rows()):
-        out.write(",\n" if n else "\n")
-        out.write(json.dumps(row.to_dict(), ensure_ascii=ascii_only))
-    out.write("\n]}\n")
-
-
-def write_csv(report: Report, out: IO[str]) -> None:
-    """Write every row as CSV (one header line; the category is the first column)."""
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for row in report.rows():
-        writer.writerow(
-            [v.isoformat(sep=" ") if isinstance(v, datetime) else v for v in _flat(row)]
-        )
-
-
-_VND = '#,##0" ₫"'
-_WHEN = "dd/mm/yyyy hh:mm:ss"
-_XLSX_MAX_ROWS = 1_048_576
-
-
-def write_xlsx(report: Report, path: str | Path, lang: Lang = "en") -> None:
-    """Write a workbook: a summary sheet, then one sheet per category (money as VND)."""
-    try:
-        from openpyxl import Workbook
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.styles import Font
-    except ImportError:
-        raise ReconcileError(
-            "writing .xlsx needs openpyxl: pip install 'ecrlink[reconcile]'"
-        ) from None
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("summary")
-    bold = Font(bold=True)
-
-    def cell(ws: Any, value: Any, fmt: str | None = None, font: Font | None = None) -> Any:
-        c = WriteOnlyCell(ws, value=value)
-        if fmt:
-            c.number_format = fmt
-        if font:
-            c.font = font
-        return c
-
-    head = ("category", "meaning", "count", "amount", "what to do")
-    sheet.append([cell(sheet, h, font=bold) for h in head])
-    for category, totals in report.summary.items():
-        sheet.append([
-            category.value,
-            LABELS[lang][category],
-            totals.count,
-            cell(sheet, totals.amount, _VND),
-            ADVICE[lang][category],
-        ])
-    money = {"amount", "difference", "reg_amount", "bank_amount"}
-    for category in Category:
-        part, written = 1, 0
-        ws = book.create_sheet(category.value)
-        ws.append([cell(ws, h, font=bold) for h in CSV_COLUMNS])
-        for row in report.rows(category):
-            if written == _XLSX_MAX_ROWS - 1:
-                part += 1
-                ws = book.create_sheet(f"{category.value} ({part})")
-                ws.append([cell(ws, h, font=bold) for h in CSV_COLUMNS])
-                written = 0
-            values = _flat(row)
-            ws.append([
-                cell(ws, v, _VND) if name in money and isinstance(v, int)
-                else cell(ws, v, _WHEN) if isinstance(v, datetime)
-                else v
-                for name, v in zip(CSV_COLUMNS, values, strict=True)
-            ])  # fmt: skip
-            written += 1
-    try:
-        book.save(str(path))
-    except OSError as exc:
-        raise ReconcileError(f"cannot write {path}: {exc.strerror}") from None
-
-
-def write_report(report: Report, path: str | Path, lang: Lang = "en") -> None:
-    """Write ``.xlsx``, ``.csv`` or ``.json`` by the file's suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".xlsx":
-        write_xlsx(report, path, lang)
-        return
-    if suffix not in (".csv", ".json"):
-        raise ReconcileError(f"cannot write {path}: use a .xlsx, .csv or .json file name")
-    try:
-        with open(path, "w", encoding="utf-8-sig" if suffix == ".csv" else "utf-8",
-                  newline="" if suffix == ".csv" else None) as fh:
-            (write_csv if suffix == ".csv" else write_json)(report, fh)
-    except OSError as exc:
-        raise ReconcileError(f"cannot write {path}: {exc.strerror}") from None
+        return getattr(writers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

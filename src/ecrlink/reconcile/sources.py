@@ -1,7 +1,8 @@
-"""Reading both sides with the standard library: CSV or XLSX files, and the journal.
+"""Reading rows one by one: the journal's entries, and any file ``frames`` hands over.
 
-This is the reference reader: the polars engine reads large CSV files its own way
-and must produce the same rows, or hand the file to this reader when unsure.
+``side_from_rows`` is the row reader: it parses cells with ``values``, one row at a
+time, and names the file, row and column of the first cell it cannot read. The
+frame reader (``frames``) uses it for files its vectorised short cuts cannot finish.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +19,6 @@ from typing import TypeVar
 from .._exceptions import InputFileError, ReconcileError
 from ..journal.records import Entry, State
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
-from .matcher import Key, rank_join
 from .model import APPROVED, IN_DOUBT, UNSETTLED, Side
 from .values import (
     Kind,
@@ -39,17 +40,17 @@ __all__ = [
     "FOOTER_WORDS",
     "LEND_KEYS",
     "LENT_FIELDS",
-    "decode_text",
-    "enrich_with_journal",
+    "MAX_CELL_CHARS",
+    "decode_bytes",
     "file_kind",
-    "read_csv_rows",
-    "read_side",
-    "read_xlsx_rows",
     "rows_from_entries",
     "side_from_rows",
     "sniff_csv",
 ]
 
+MAX_CELL_CHARS = 32_767
+"""The longest cell read: what a spreadsheet cell holds (Excel's limit), so every
+report can be written back to XLSX. A longer cell is an error naming its row."""
 FOOTER_WORDS = frozenset({"tong", "tong cong", "cong", "total", "grand total", "sum"})
 """A row whose first non-empty cell is one of these (folded) is a totals footer."""
 
@@ -76,25 +77,9 @@ def file_kind(path: str | Path) -> str:
     return "xlsx" if head.startswith(b"PK\x03\x04") else "csv"
 
 
-def read_side(
-    path: str | Path,
-    role: Role,
-    mapping: ColumnMapping | None = None,
-) -> Side:
-    """Read a bank statement or an invoice list (CSV or XLSX) into a side."""
-    where = str(path)
-    kind = file_kind(path)
-    rows = read_xlsx_rows(where) if kind == "xlsx" else read_csv_rows(where, mapping)
-    header = find_header(rows, where, role, mapping)
-    return side_from_rows(where, role, rows, header, mapping)
-
-
-def decode_text(path: str) -> str:
-    """The file's text: UTF-8 (with or without BOM) or UTF-16 with a BOM."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror}") from None
+def decode_bytes(raw: bytes, path: str) -> str:
+    """A CSV file's text: UTF-8 (with or without BOM), UTF-16 with a BOM (Excel's
+    "Unicode text"), else Windows-1258 (Excel's plain "CSV" on Vietnamese Windows)."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16")
@@ -104,9 +89,15 @@ def decode_text(path: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         row = raw.count(b"\n", 0, exc.start) + 1
-        raise InputFileError(
-            path, "not UTF-8 text (save the file as CSV UTF-8)", row=row
-        ) from None
+        try:
+            # Windows-1258 writes tone marks as combining characters: compose them,
+            # so "Hóa" compares equal however it was typed.
+            return unicodedata.normalize("NFC", raw.decode("cp1258"))
+        except UnicodeDecodeError:
+            raise InputFileError(
+                path, "neither UTF-8, UTF-16 nor Windows-1258 text (save it as CSV UTF-8)",
+                row=row,
+            ) from None
 
 
 def sniff_csv(text: str, mapping: ColumnMapping | None = None) -> str:
@@ -127,49 +118,6 @@ def sniff_csv(text: str, mapping: ColumnMapping | None = None) -> str:
     return best
 
 
-def read_csv_rows(path: str, mapping: ColumnMapping | None = None) -> list[list[object]]:
-    """All rows of a CSV file as lists of cells (text)."""
-    text = decode_text(path)
-    delimiter = sniff_csv(text, mapping)
-    try:
-        rows: list[list[object]] = [
-            list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-        ]
-        return rows
-    except csv.Error as exc:
-        raise InputFileError(path, f"not a readable CSV file: {exc}") from None
-
-
-def read_xlsx_rows(path: str) -> list[list[object]]:
-    """All rows of the sheet that looks like a statement (the first with a header)."""
-    try:
-        import openpyxl
-    except ImportError:
-        raise ReconcileError(
-            "reading .xlsx needs openpyxl: pip install 'ecrlink[reconcile]'"
-        ) from None
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except OSError as exc:
-        raise InputFileError(path, f"cannot read: {exc.strerror}") from None
-    except Exception as exc:  # zipfile, XML and openpyxl errors all mean "not an xlsx"
-        raise InputFileError(path, f"not a readable XLSX file: {exc}") from None
-    try:
-        first: list[list[object]] | None = None
-        for sheet in book.worksheets:
-            rows: list[list[object]] = [list(r) for r in sheet.iter_rows(values_only=True)]
-            if first is None:
-                first = rows
-            try:
-                find_header(rows[:HEADER_SEARCH_ROWS], path, "bank")
-            except ReconcileError:
-                continue
-            return rows
-        return first or []
-    finally:
-        book.close()
-
-
 def side_from_rows(
     path: str,
     role: Role,
@@ -184,9 +132,19 @@ def side_from_rows(
     side = Side(path)
     for index in range(header.index + 1, len(rows)):
         cells = rows[index]
+        row = index + 1
+        for c, cell in enumerate(cells):
+            if isinstance(cell, str) and len(cell) > MAX_CELL_CHARS:
+                named = {col: f for f, col in cols.items()}
+                raise InputFileError(
+                    path,
+                    f"a cell holds {len(cell):,} characters, more than the "
+                    f"{MAX_CELL_CHARS:,} a spreadsheet cell can",
+                    row=row,
+                    column=header.names[named[c]] if c in named else f"#{c + 1}",
+                )
         if not any(cell_text(c) for c in cells) or _is_footer(cells):
             continue
-        row = index + 1
         get = _getter(cells)
         try:
             if "status" in cols and not _parsed("status", parse_status, get(cols["status"])):
@@ -362,42 +320,8 @@ def _add_entry(
     )
 
 
-def enrich_with_journal(invoices: Side, journal: Side) -> Side:
-    """Give invoice-list rows the card data the journal knows for the same invoice.
-
-    Invoice rows (sales, in file order) and journal sales (approved before in
-    doubt, then by entry id) are paired on invoice + amount, then on invoice alone,
-    each used once. The invoice row keeps its own values where it has them, and
-    remembers the entry, so an exact bank match can resolve an in-doubt payment.
-    """
-    free_inv = [i for i in range(len(invoices)) if invoices.kind[i] is Kind.SALE]
-    free_jou = [j for j in range(len(journal)) if journal.kind[j] is Kind.SALE]
-    for key in LEND_KEYS:
-        pairs = rank_join(
-            invoices, free_inv, lambda i: (i,),
-            journal, free_jou, lambda j: (journal.state[j] != APPROVED, journal.row[j], j),
-            key,
-        )  # fmt: skip
-        for i, j in pairs:
-            _lend(invoices, i, journal, j)
-        used_inv, used_jou = {i for i, _ in pairs}, {j for _, j in pairs}
-        free_inv = [i for i in free_inv if i not in used_inv]
-        free_jou = [j for j in free_jou if j not in used_jou]
-    return invoices
-
-
-LEND_KEYS: tuple[Key, ...] = (("invoice", "amount"), ("invoice",))
+LEND_KEYS: tuple[tuple[str, ...], ...] = (("invoice", "amount"), ("invoice",))
 """How invoice rows find their journal sale: invoice + amount, then invoice alone."""
 LENT_FIELDS = ("card", "last4", "approval", "ref_no", "tid", "mid", "batch", "receipt",
                "reference")  # fmt: skip
 """What a journal entry lends an invoice row that lacks it."""
-
-
-def _lend(invoices: Side, i: int, journal: Side, j: int) -> None:
-    for name in LENT_FIELDS:
-        column = getattr(invoices, name)
-        if not column[i]:
-            column[i] = getattr(journal, name)[j]
-    if invoices.time[i] is None:
-        invoices.time[i] = journal.time[j]
-    invoices.entry[i] = journal.entry[j]
