@@ -22,10 +22,12 @@ from typing import Any, Self, TypeVar
 
 from .._exceptions import ConfigError
 from ..protocol import VIETNAM_TIME
+from ..transports import terminal_key
 from .http import HttpFrontEnd
 from .ledger import Identity, Ledger, TransactionRecord
 from .outcomes import Plan
-from .serial import SerialFrontEnd
+from .serial import SerialFrontEnd, SerialLine
+from .serial_port import SerialPortFrontEnd, port_url
 from .state import StateStore, TerminalState
 from .statement import write_statement
 from .terminal import Settings, SimulatedTerminal
@@ -40,6 +42,27 @@ T = TypeVar("T")
 
 def _vietnam_now() -> datetime:
     return datetime.now(VIETNAM_TIME)
+
+
+def _port_names(
+    ports: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+) -> list[str]:
+    """``serial_port`` as a list of names: each non-empty, none twice."""
+    if ports is None:
+        return []
+    items = [ports] if isinstance(ports, str | os.PathLike) else list(ports)
+    names: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        name = os.fspath(item) if isinstance(item, str | os.PathLike) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"serial_port: each port must be a non-empty name, got {item!r}")
+        key = terminal_key(port_url(name))  # COM5 and com5 are one port
+        if key in seen:
+            raise ConfigError(f"serial_port: {name} given twice; one terminal per port")
+        seen.add(key)
+        names.append(name)
+    return names
 
 
 def _identities(count: int, tid: str, mid: str, seed: int) -> list[Identity]:
@@ -58,17 +81,21 @@ def _identities(count: int, tid: str, mid: str, seed: int) -> list[Identity]:
 
 
 class Simulator:
-    """Simulated Web ECR terminals over HTTP and/or a serial pty.
+    """Simulated Web ECR terminals over HTTP and/or serial lines.
 
     ``http`` is ``(host, port)``; with ``terminals=N`` the terminals listen on N
     consecutive ports from ``port`` (or N free ports if ``port`` is 0); ``None``
     disables HTTP. ``serial`` is a symlink path to publish the pty under (the
     terminal ``i >= 1`` gets ``PATH-<i+1>``), ``True`` for a pty without a symlink,
-    or ``None``. ``state_file`` keeps the batches across restarts. ``card_delay``
-    is how long the customer takes (0: instant); ``bank_delay`` the time between
-    the bank's answer and the reply; ``no_answer_timeout`` the terminal's own
-    timer for a request it never answers. ``statement`` is a CSV path rewritten on
-    each settlement and at stop. ``clock`` returns the current time (aware).
+    or ``None``; POSIX only. ``serial_port`` serves on existing ports instead, one
+    per terminal in order: a name or a list of names (``"COM5"``, one end of a
+    com0com pair on Windows, whose other end the register opens; ``/dev/ttyUSB1``;
+    ``socket://…``); a terminal beyond the list has HTTP only. ``state_file`` keeps
+    the batches across restarts. ``card_delay`` is how long the customer takes (0:
+    instant); ``bank_delay`` the time between the bank's answer and the reply;
+    ``no_answer_timeout`` the terminal's own timer for a request it never answers.
+    ``statement`` is a CSV path rewritten on each settlement and at stop. ``clock``
+    returns the current time (aware).
 
     Three behaviours the protocol leaves open, defaulting to the document's samples
     and real terminals: ``firmware`` (``"v201"``: no requestId/clientId inside a
@@ -85,6 +112,7 @@ class Simulator:
         http: tuple[str, int] | None = ("127.0.0.1", 0),
         serial: str | os.PathLike[str] | bool | None = None,
         *,
+        serial_port: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         state_file: str | os.PathLike[str] | None = None,
         card_delay: float = 0.0,
         bank_delay: float = 0.0,
@@ -105,10 +133,26 @@ class Simulator:
     ) -> None:
         if isinstance(terminals, bool) or not isinstance(terminals, int) or terminals < 1:
             raise ConfigError("terminals must be a whole number >= 1")
-        if http is None and serial in (None, False):
-            raise ConfigError("give http=(host, port), serial=PATH, or both")
+        ports = _port_names(serial_port)
+        if ports and serial not in (None, False):
+            raise ConfigError(
+                "give serial=PATH (a new pty) or serial_port=NAME (an existing port), not both"
+            )
+        if http is None and serial in (None, False) and not ports:
+            raise ConfigError("give http=(host, port), serial=PATH or serial_port=NAME")
+        if len(ports) > terminals:
+            raise ConfigError(
+                f"serial_port: {len(ports)} ports for {terminals} terminal(s); "
+                "give at most one port per terminal"
+            )
+        if http is None and ports and len(ports) < terminals:
+            raise ConfigError(
+                f"serial_port: {len(ports)} port(s) for {terminals} terminals and no HTTP; "
+                "give one port per terminal, or HTTP too"
+            )
         self._http = http
         self._serial = serial
+        self._serial_ports = ports
         self._settings: dict[str, float | str] = {
             "card_delay": card_delay,
             "bank_delay": bank_delay,
@@ -129,7 +173,7 @@ class Simulator:
         self._slots: list[TerminalState] = []
         self._terminals: list[SimulatedTerminal] = []
         self._http_ends: list[HttpFrontEnd] = []
-        self._serial_ends: list[SerialFrontEnd] = []
+        self._serial_ends: list[SerialLine] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -224,7 +268,13 @@ class Simulator:
                 )
                 self._http_ends.append(front)
                 await front.start()
-            if self._serial not in (None, False):
+            serial_end: SerialLine | None = None
+            if index < len(self._serial_ports):
+                serial_end = SerialPortFrontEnd(
+                    terminal, self._serial_ports[index],
+                    idle_gap=self._idle_gap, baud_pacing=self._baud_pacing,
+                )
+            elif self._serial not in (None, False):
                 link: str | None = None
                 if not isinstance(self._serial, bool):
                     base = os.fspath(self._serial)
@@ -232,6 +282,7 @@ class Simulator:
                 serial_end = SerialFrontEnd(
                     terminal, link, idle_gap=self._idle_gap, baud_pacing=self._baud_pacing
                 )
+            if serial_end is not None:
                 self._serial_ends.append(serial_end)
                 await serial_end.start()
 
@@ -270,15 +321,25 @@ class Simulator:
 
     @property
     def serial_urls(self) -> list[str]:
-        """The serial URL of every terminal, in order."""
+        """The serial URL of every terminal with one, in order.
+
+        For a pty, the URL the register opens. For ``serial_port``, the port the
+        simulator serves (``serial:COM5``): the register opens the other end of the pair.
+        """
         if not self._serial_ends:
             raise ConfigError("serial is not enabled or the simulator is not running")
         return [front.url for front in self._serial_ends]
 
     @property
     def serial_devices(self) -> list[str]:
-        """The ``/dev/pts/N`` of every terminal's pty."""
+        """The device of every terminal's serial line: ``/dev/pts/N`` of a pty, or the
+        port's name (``COM5``)."""
         return [front.device for front in self._serial_ends]
+
+    @property
+    def serial_ports(self) -> list[str]:
+        """The ``serial_port`` names, as given (empty when serving on ptys)."""
+        return list(self._serial_ports)
 
     # --- the terminals ------------------------------------------------------------------
 

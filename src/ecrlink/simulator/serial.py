@@ -1,10 +1,13 @@
-"""The terminal's RS232 side, on a pseudo-terminal.
+"""The terminal's RS232 side: request framing and dispatch, and the pty front end.
 
-``os.openpty()`` gives a master (the terminal's end, read with the event loop) and a
-slave (``/dev/pts/N``, opened by the ECR like a COM port), published under a stable
-symlink if asked. The wire has no framing (spec §3): a request ends when the line
-has been idle for ``idle_gap`` seconds. A reply may be paced at 115200 baud, 8N1
-(10 bit times per byte), to reproduce the real round-trip time.
+Two front ends serve the same wire: :class:`SerialFrontEnd` here, on a fresh
+pseudo-terminal, and :class:`~ecrlink.simulator.serial_port.SerialPortFrontEnd`, on
+an existing port named by the user (one end of a com0com pair on Windows). They
+share :class:`SerialLine`, the one implementation of everything but the byte I/O.
+
+The wire has no framing (spec §3): a request ends when the line has been idle for
+``idle_gap`` seconds. A reply may be paced at 115200 baud, 8N1 (10 bit times per
+byte), to reproduce the real round-trip time.
 
 There is no hang-up on a serial line, so a request the terminal never answers keeps
 it deaf until its own timer expires, and a second request while one is in progress
@@ -12,10 +15,15 @@ is dropped without a reply. The port is read all the time, even while a request 
 in progress, and every request is handled as its own task: that is what lets a
 ``last trans`` be answered during a sale (``busy_last_trans=answer``); replies never
 interleave, each is written whole under one lock.
+
+The pty: ``os.openpty()`` gives a master (the terminal's end, read with the event
+loop) and a slave (``/dev/pts/N``, opened by the ECR like a COM port), published
+under a stable symlink if asked.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -27,7 +35,9 @@ from .._exceptions import ConfigError
 from .replies import error_body
 from .terminal import MAX_REQUEST_BYTES, AnswerKind, SimulatedTerminal
 
-__all__ = ["BAUDRATE", "NO_PTY", "SerialFrontEnd", "open_pty", "pty_available"]
+__all__ = [
+    "BAUDRATE", "NO_PTY", "SerialFrontEnd", "SerialLine", "open_pty", "pty_available",
+]
 
 log = logging.getLogger("ecrlink.simulator")
 
@@ -38,8 +48,9 @@ _WRITE_TIMEOUT = 5.0
 
 #: The one-line error where pseudo-terminals do not exist (Windows).
 NO_PTY = (
-    "serial simulation needs a POSIX pseudo-terminal; "
-    "on Windows use a com0com pair or a socket:// port"
+    "serial simulation (--serial) needs a POSIX pseudo-terminal; on Windows pair two "
+    "ports with com0com and give one to --serial-port (e.g. --serial-port COM5, register "
+    "on serial:COM6), or use HTTP"
 )
 
 
@@ -81,26 +92,27 @@ def pty_available() -> bool:
     return True
 
 
-class SerialFrontEnd:
-    """Serve one terminal on a fresh pty; ``path`` is where the ECR opens it."""
+class SerialLine(abc.ABC):
+    """What every serial front end shares: framing by idle gap, dispatch, replies.
+
+    A subclass moves the bytes: it hands what it reads to :meth:`_feed` on the event
+    loop, and implements :meth:`_write` (one chunk, errors logged, never raised),
+    ``start``, ``close``, ``device`` and ``url``.
+    """
 
     def __init__(
         self,
         terminal: SimulatedTerminal,
-        link: str | os.PathLike[str] | None = None,
         *,
         idle_gap: float = 0.05,
         baud_pacing: bool = False,
         baudrate: int = BAUDRATE,
     ) -> None:
         self.terminal = terminal
-        self.link = Path(link) if link is not None else None
         self.idle_gap = idle_gap
         self.baud_pacing = baud_pacing
         self.baudrate = baudrate
         self.device = ""
-        self._master = -1
-        self._slave = -1
         self._buffer = bytearray()
         self._overflow = 0
         self._idle: asyncio.TimerHandle | None = None
@@ -108,70 +120,37 @@ class SerialFrontEnd:
         self._write_lock = asyncio.Lock()
 
     @property
-    def path(self) -> str:
-        """What the ECR opens: the symlink if one was asked for, else ``/dev/pts/N``."""
-        return str(self.link) if self.link is not None else self.device
-
-    @property
+    @abc.abstractmethod
     def url(self) -> str:
-        """The ecrlink URL of this port, e.g. ``serial:///dev/pts/5``."""
-        path = self.path
-        return f"serial://{path}" if path.startswith("/") else f"serial:{path}"
+        """The ecrlink URL of this port."""
 
+    @abc.abstractmethod
     async def start(self) -> None:
-        """Create the pty, publish its symlink, start reading."""
-        self._master, self._slave = open_pty()
-        # The slave stays open here too: with no process holding it, reads on the
-        # master fail with EIO each time the ECR closes its port.
-        self.device = os.ttyname(self._slave)
-        os.set_blocking(self._master, False)
-        if self.link is not None:
-            try:
-                if self.link.is_symlink() or self.link.exists():
-                    if not self.link.is_symlink():
-                        raise ConfigError(f"{self.link} exists and is not a symlink")
-                    self.link.unlink()
-                self.link.symlink_to(self.device)
-            except OSError as exc:
-                self._close_fds()
-                raise ConfigError(f"cannot publish the pty as {self.link} ({exc})") from exc
-        asyncio.get_running_loop().add_reader(self._master, self._on_readable)
+        """Open the port and start reading."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        """Stop reading, remove the symlink, close the pty."""
-        if self._master >= 0:
-            asyncio.get_running_loop().remove_reader(self._master)
+        """Stop reading, cancel the requests in progress, close the port."""
+
+    @abc.abstractmethod
+    async def _write(self, data: bytes) -> None:
+        """Write one chunk; a failure is logged (the reply is lost), never raised."""
+
+    async def _stop_requests(self) -> None:
+        """Forget a half-read request and cancel those in progress."""
         if self._idle is not None:
             self._idle.cancel()
+            self._idle = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self.link is not None:
-            with contextlib.suppress(OSError):
-                if self.link.is_symlink() and os.readlink(self.link) == self.device:
-                    self.link.unlink()
-        self._close_fds()
-
-    def _close_fds(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._master = self._slave = -1
 
     # --- reading: a request ends at an idle gap --------------------------------------
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self._master, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""  # EIO: nobody on the other end right now; nothing to read
-        if not data:
-            return
+    def _feed(self, data: bytes) -> None:
+        """Bytes read from the line, on the event loop."""
         room = MAX_REQUEST_BYTES + 1 - len(self._buffer)
         if room > 0:
             self._buffer += data[:room]
@@ -232,6 +211,84 @@ class SerialFrontEnd:
             rest = start + len(data) * per_byte - time.monotonic()
             if rest > 0:
                 await asyncio.sleep(rest)
+
+
+class SerialFrontEnd(SerialLine):
+    """Serve one terminal on a fresh pty; ``path`` is where the ECR opens it."""
+
+    def __init__(
+        self,
+        terminal: SimulatedTerminal,
+        link: str | os.PathLike[str] | None = None,
+        *,
+        idle_gap: float = 0.05,
+        baud_pacing: bool = False,
+        baudrate: int = BAUDRATE,
+    ) -> None:
+        super().__init__(
+            terminal, idle_gap=idle_gap, baud_pacing=baud_pacing, baudrate=baudrate
+        )
+        self.link = Path(link) if link is not None else None
+        self._master = -1
+        self._slave = -1
+
+    @property
+    def path(self) -> str:
+        """What the ECR opens: the symlink if one was asked for, else ``/dev/pts/N``."""
+        return str(self.link) if self.link is not None else self.device
+
+    @property
+    def url(self) -> str:
+        """The ecrlink URL of this port, e.g. ``serial:///dev/pts/5``."""
+        path = self.path
+        return f"serial://{path}" if path.startswith("/") else f"serial:{path}"
+
+    async def start(self) -> None:
+        """Create the pty, publish its symlink, start reading."""
+        self._master, self._slave = open_pty()
+        # The slave stays open here too: with no process holding it, reads on the
+        # master fail with EIO each time the ECR closes its port.
+        self.device = os.ttyname(self._slave)
+        os.set_blocking(self._master, False)
+        if self.link is not None:
+            try:
+                if self.link.is_symlink() or self.link.exists():
+                    if not self.link.is_symlink():
+                        raise ConfigError(f"{self.link} exists and is not a symlink")
+                    self.link.unlink()
+                self.link.symlink_to(self.device)
+            except OSError as exc:
+                self._close_fds()
+                raise ConfigError(f"cannot publish the pty as {self.link} ({exc})") from exc
+        asyncio.get_running_loop().add_reader(self._master, self._on_readable)
+
+    async def close(self) -> None:
+        """Stop reading, remove the symlink, close the pty."""
+        if self._master >= 0:
+            asyncio.get_running_loop().remove_reader(self._master)
+        await self._stop_requests()
+        if self.link is not None:
+            with contextlib.suppress(OSError):
+                if self.link.is_symlink() and os.readlink(self.link) == self.device:
+                    self.link.unlink()
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._master = self._slave = -1
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""  # EIO: nobody on the other end right now; nothing to read
+        if data:
+            self._feed(data)
 
     async def _write(self, data: bytes) -> None:
         view = memoryview(data)
