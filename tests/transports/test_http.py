@@ -682,7 +682,8 @@ def test_https_verified_normally_when_the_certificate_is_trusted(
 
 
 @FLAVOURS
-def test_a_bad_port_is_a_config_error(flavour: str) -> None:
-    for url in ("http://127.0.0.1:99999", "http://127.0.0.1:abc"):
+def test_a_bad_port_or_host_is_a_config_error(flavour: str) -> None:
+    for url in ("http://127.0.0.1:99999", "http://127.0.0.1:abc", "http://[::1",
+                "http://a b:80", "http://a\x00b", "http://" + "x" * 70 + "\u00e0.vn"):
         with pytest.raises(ConfigError, match="terminal URL"):
             exchange_as(flavour, url, timeout=1.0)

@@ -127,7 +127,10 @@ def _host_header(host: str, port: int, default_port: int, url: str) -> bytes:
     try:
         name = host.encode("ascii") if host.isascii() else host.encode("idna")
     except UnicodeError:
-        raise ConfigError(f"terminal URL: host name not usable in {url!r}") from None
+        name = b""
+    if not name or any(not 0x21 <= byte <= 0x7E for byte in name):
+        # Refused here: h11 would refuse such a Host header, but only once sent.
+        raise ConfigError(f"terminal URL: host name not usable in {url!r}")
     if b":" in name:  # an IPv6 literal
         name = b"[" + name + b"]"
     return name if port == default_port else name + b":%d" % port
