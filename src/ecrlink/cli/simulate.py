@@ -60,12 +60,19 @@ def _magic_help() -> str:
 @click.command("simulate", epilog=_magic_help())
 @click.option(
     "--http", "http_addr", metavar="HOST:PORT",
-    help=f"Listen for HTTP here (default {_DEFAULT_HTTP} unless only --serial is given; "
-    "port 0 picks free ports).",
+    help=f"Listen for HTTP here (default {_DEFAULT_HTTP} unless every terminal has a serial "
+    "line; port 0 picks free ports).",
 )
 @click.option(
     "--serial", "serial_path", metavar="PATH", type=click.Path(dir_okay=False),
-    help="Create a pty and publish it as this symlink (more terminals: PATH-2, PATH-3, ...).",
+    help="Create a pty and publish it as this symlink (more terminals: PATH-2, PATH-3, ...). "
+    "POSIX only; on Windows use --serial-port.",
+)
+@click.option(
+    "--serial-port", "serial_ports", metavar="NAME", multiple=True,
+    help="Serve on this existing port: one end of a com0com pair (COM5; the register opens "
+    "the other, serial:COM6), /dev/ttyUSB1, socket://HOST:PORT. Repeat for terminals 2, 3, "
+    "...; not with --serial.",
 )
 @click.option(
     "--state", "state_file", type=click.Path(dir_okay=False),
@@ -119,6 +126,7 @@ def _magic_help() -> str:
 def simulate(
     http_addr: str | None,
     serial_path: str | None,
+    serial_ports: tuple[str, ...],
     state_file: str | None,
     card_delay: float,
     bank_delay: float,
@@ -134,7 +142,7 @@ def simulate(
     busy_last_trans: str,
     quiet: bool,
 ) -> None:
-    """Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped.
+    """Run simulated Web ECR terminals (HTTP and/or serial lines) until stopped.
 
     Amounts pick the outcome (see below); control endpoints: GET /_sim/state,
     POST /_sim/script (JSON list), POST /_sim/reset, POST /_sim/config.
@@ -150,25 +158,30 @@ def simulate(
         raise click.BadParameter(str(exc), param_hint="--script") from exc
     for path, option in ((state_file, "--state"), (statement_path, "--statement")):
         _check_writable(path, option)
-    if http_addr is None and serial_path is None:
+    _check_serial_ports(serial_ports, serial_path, terminals)
+    if http_addr is None and serial_path is None and len(serial_ports) < terminals:
         http_addr = _DEFAULT_HTTP
     http = _host_port(http_addr) if http_addr is not None else None
-    sim = Simulator(
-        http=http,
-        serial=serial_path,
-        state_file=state_file,
-        card_delay=card_delay,
-        bank_delay=bank_delay,
-        no_answer_timeout=no_answer_timeout,
-        terminals=terminals,
-        baud_pacing=baud_pacing,
-        statement=statement_path,
-        statement_open_batch=statement_open_batch,
-        seed=seed,
-        firmware=firmware,
-        on_hangup=on_hangup,
-        busy_last_trans=busy_last_trans,
-    )
+    try:
+        sim = Simulator(
+            http=http,
+            serial=serial_path,
+            serial_port=list(serial_ports),
+            state_file=state_file,
+            card_delay=card_delay,
+            bank_delay=bank_delay,
+            no_answer_timeout=no_answer_timeout,
+            terminals=terminals,
+            baud_pacing=baud_pacing,
+            statement=statement_path,
+            statement_open_batch=statement_open_batch,
+            seed=seed,
+            firmware=firmware,
+            on_hangup=on_hangup,
+            busy_last_trans=busy_last_trans,
+        )
+    except ConfigError as exc:  # e.g. one port given twice (COM5 and com5)
+        raise _CannotStart(str(exc)) from exc
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -181,15 +194,19 @@ def simulate(
         except ConfigError as exc:
             raise _CannotStart(str(exc)) from exc
         try:
+            serial_urls = sim.serial_urls if serial_path or serial_ports else []
             for terminal in range(terminals):
                 tid = sim.terminal(terminal).ledger.identity.tid
                 where = []
                 if http is not None:
                     where.append(sim.http_urls[terminal])
-                if serial_path is not None:
+                if terminal < len(serial_ports):
+                    # The simulator cannot know the pair's other end: say where it is.
                     where.append(
-                        f"{sim.serial_urls[terminal]} ({sim.serial_devices[terminal]})"
+                        f"{serial_urls[terminal]} (the register opens the other end of its pair)"
                     )
+                elif serial_path is not None:
+                    where.append(f"{serial_urls[terminal]} ({sim.serial_devices[terminal]})")
                 click.echo(f"terminal {terminal + 1} TID {tid}: {'  '.join(where)}")
                 if plans:
                     sim.script(plans, terminal)
@@ -206,6 +223,21 @@ def simulate(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _check_serial_ports(ports: tuple[str, ...], serial_path: str | None, terminals: int) -> None:
+    """One line for what the simulator would refuse anyway, before anything starts."""
+    if ports and serial_path is not None:
+        raise click.BadParameter(
+            "give --serial (a new pty) or --serial-port (an existing port), not both",
+            param_hint="--serial-port",
+        )
+    if len(ports) > terminals:
+        raise click.BadParameter(
+            f"{len(ports)} ports for {terminals} terminal(s); at most one per terminal "
+            "(raise --terminals)",
+            param_hint="--serial-port",
+        )
 
 
 def _check_writable(path: str | None, option: str) -> None:
