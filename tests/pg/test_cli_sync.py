@@ -156,3 +156,34 @@ def test_follow_stops_on_sigterm_within_its_interval(
         proc.terminate()
         proc.communicate(timeout=10)
     assert proc.returncode == 0 and time.monotonic() - started < 5
+
+
+def test_follow_waits_for_a_new_stores_first_payment(
+    tmp_path: Path, central_url: str, env: dict[str, str]
+) -> None:
+    path = tmp_path / "new-store.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecrlink", "journal", "sync", "--to", central_url, "--site",
+         "STORE9", "--journal", str(path), "--follow", "--interval", "0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        assert proc.stderr.readline().startswith("ecrlink: Following ")
+        assert "no journal yet" in proc.stderr.readline()
+        with Simulator(http=("127.0.0.1", 0)) as sim, open_pos(sim.http_url, path, "Q") as pos:
+            sell(pos, 2)
+        assert "shipped" in proc.stdout.readline()
+        deadline = time.monotonic() + 30
+        while True:  # the second sale may come in the next poll
+            try:
+                assert_same(path, central_url, "STORE9")
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

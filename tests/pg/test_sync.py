@@ -3,6 +3,7 @@ store's journal, shipped idempotently, never older over newer, one journal per s
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,7 @@ def test_a_later_state_change_updates_the_central_row(
 
 # Each version of one entry: (its change number, its state). Written to head office in
 # any order, any number of times, the row ends as the newest version.
+_SITES = itertools.count()
 _VERSIONS = [(1, State.PENDING), (3, State.IN_DOUBT), (4, State.APPROVED)]
 
 
@@ -105,7 +107,7 @@ def test_an_older_change_never_overwrites_a_newer_one(
     central_url: str, order: list[tuple[int, State]]
 ) -> None:
     now = datetime.now(UTC)
-    site = f"S{abs(hash(tuple(order))) % 10**9}"
+    site = f"S{next(_SITES)}"
     with Central.open(central_url) as central:
         for change, state in order:
             entry = _entry(state, now + timedelta(seconds=change))
@@ -209,3 +211,36 @@ def test_a_batch_is_all_or_nothing(journal: Path, central_url: str) -> None:
 def test_head_office_reads_without_creating_anything(central_url: str) -> None:
     with pytest.raises(JournalError, match="no ecrlink chain data"):
         Central.open(central_url, create=False)
+
+
+def test_a_store_role_needs_only_the_documented_grants(
+    journal: Path, central_url: str
+) -> None:
+    """docs/chains.md: head office makes the schema; a store's role gets USAGE and
+    SELECT/INSERT/UPDATE, an accountant's role SELECT only."""
+    Central.open(central_url).close()
+    with psycopg.connect(central_url, autocommit=True) as admin:
+        for statement in (
+            "CREATE ROLE store42 LOGIN",
+            "GRANT USAGE ON SCHEMA ecrlink_chain TO store42",
+            "GRANT SELECT ON ecrlink_chain.meta TO store42",
+            "GRANT SELECT, INSERT, UPDATE ON ecrlink_chain.sites, ecrlink_chain.entries, "
+            "ecrlink_chain.history TO store42",
+            "CREATE ROLE accounting LOGIN",
+            "GRANT USAGE ON SCHEMA ecrlink_chain TO accounting",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA ecrlink_chain TO accounting",
+        ):
+            admin.execute(statement)
+    try:
+        store_url = central_url.replace("postgres@", "store42@")
+        sync_once(journal, store_url, "STORE42")
+        assert_same(journal, store_url, "STORE42")
+        reader_url = central_url.replace("postgres@", "accounting@")
+        with Central.open(reader_url, create=False) as central:
+            assert len(list(central.entries())) == 12
+        with pytest.raises(JournalError, match="permission denied"):
+            sync_once(journal, reader_url, "STORE43")
+    finally:
+        with psycopg.connect(central_url, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY store42, accounting")
+            admin.execute("DROP ROLE store42, accounting")

@@ -35,6 +35,10 @@ _MESSAGES = {
         "Đang theo dõi nhật ký {journal} và gửi về {url} cho {site} (Ctrl-C để dừng).",
         "Following {journal}, shipping to {url} as {site} (Ctrl-C to stop).",
     ),
+    "waiting": (
+        "{at} chưa có nhật ký (chưa có giao dịch nào); đang chờ giao dịch đầu tiên.",
+        "{at} no journal yet (no payment so far); waiting for the first one.",
+    ),
     "shipped": (
         "{at} đã gửi {changes} thay đổi; đồng bộ đến thay đổi số {shipped}.",
         "{at} shipped {changes} changes; in sync up to change {shipped}.",

@@ -281,24 +281,23 @@ class Central:
         psycopg = _psycopg()
         try:
             with self.conn.transaction():
-                if create:
+                version = self._version()
+                if create and (version or 0) < CENTRAL_SCHEMA_VERSION:
+                    # Only now the lock and CREATE: a store's role needs no CREATE
+                    # privilege once head office (or the first sync) made the schema.
                     self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
                     self.conn.execute("CREATE SCHEMA IF NOT EXISTS ecrlink_chain")
                     self.conn.execute(
                         "CREATE TABLE IF NOT EXISTS ecrlink_chain.meta "
                         "(key text PRIMARY KEY, value text NOT NULL)"
                     )
-                elif self.conn.execute(
-                    "SELECT to_regclass('ecrlink_chain.meta')"
-                ).fetchone() == (None,):
+                    version = self._version()  # another store may have just done it
+                elif version is None:
                     raise JournalError(
                         f"central journal {redact_url(self.url)}: no ecrlink chain data "
                         "here (no store has synced to this database yet)"
                     )
-                row = self.conn.execute(
-                    "SELECT value FROM ecrlink_chain.meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(row[0]) if row else 0
+                version = version or 0
                 if version > CENTRAL_SCHEMA_VERSION:
                     raise JournalError(
                         f"central journal {redact_url(self.url)}: schema version {version} "
@@ -319,6 +318,22 @@ class Central:
                     )
         except psycopg.Error as exc:
             raise self._error("cannot prepare the schema", exc) from None
+
+    def _version(self) -> int | None:
+        """The central schema's version; None if there is no ecrlink schema at all."""
+        if self.conn.execute("SELECT to_regclass('ecrlink_chain.meta')").fetchone() == (None,):
+            return None
+        row = self.conn.execute(
+            "SELECT value FROM ecrlink_chain.meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        psycopg = _psycopg()
+        try:
+            return list(self.conn.execute(sql, params).fetchall())
+        except psycopg.Error as exc:
+            raise self._error("read failed", exc) from None
 
     # --- the store's side: one batch per transaction ---------------------------------
 
@@ -360,11 +375,11 @@ class Central:
 
     def change_at(self, site: str, change_id: int) -> Change | None:
         """The change numbered ``change_id`` of ``site`` as head office has it."""
-        row = self.conn.execute(
+        rows = self._query(
             "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
             "WHERE site = %s AND id = %s", (site, change_id),
-        ).fetchone()
-        return _change(row) if row else None
+        )
+        return _change(rows[0]) if rows else None
 
     def write(
         self, site: str, entries: Sequence[tuple[Entry, int]], changes: Sequence[Change],
@@ -422,22 +437,26 @@ class Central:
 
     def history(self, site: str, entry_id: int) -> list[Change]:
         """The state changes of one entry of ``site``, oldest first."""
-        rows = self.conn.execute(
+        rows = self._query(
             "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
             "WHERE site = %s AND entry_id = %s ORDER BY id", (site, entry_id),
-        ).fetchall()
+        )
         return [_change(row) for row in rows]
 
     def changes(self, site: str) -> Iterator[Change]:
         """Every state change of ``site`` head office holds, in the store's order."""
-        with self.conn.transaction(), self.conn.cursor(name="ecrlink_changes") as cur:
-            cur.itersize = 5000
-            cur.execute(
-                "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
-                "WHERE site = %s ORDER BY id", (site,),
-            )
-            for row in cur:
-                yield _change(row)
+        psycopg = _psycopg()
+        try:
+            with self.conn.transaction(), self.conn.cursor(name="ecrlink_changes") as cur:
+                cur.itersize = 5000
+                cur.execute(
+                    "SELECT id, entry_id, at, state, by, who, note FROM ecrlink_chain.history "
+                    "WHERE site = %s ORDER BY id", (site,),
+                )
+                for row in cur:
+                    yield _change(row)
+        except psycopg.Error as exc:
+            raise self._error("read failed", exc) from None
 
     def totals(
         self,
@@ -451,19 +470,19 @@ class Central:
     ) -> list[Total]:
         """Counts and sums per site, MID, command and state, computed by the server."""
         where, params = _filters(sites, terminal, states, commands, since, until)
-        rows = self.conn.execute(
+        rows = self._query(
             "SELECT site, mid, command, state, count(*), COALESCE(sum(amount), 0), "
             "COALESCE(sum(charged_amount), 0) FROM ecrlink_chain.entries "
             f"{where} GROUP BY site, mid, command, state ORDER BY site, mid, command, state",
             params,
-        ).fetchall()
+        )
         return [Total(r[0], r[1], r[2], State(r[3]), r[4], int(r[5]), int(r[6])) for r in rows]
 
     def sites(self) -> list[SiteStatus]:
         """Every store that has synced, and how far."""
-        rows = self.conn.execute(
+        rows = self._query(
             "SELECT site, journal, shipped, synced_at FROM ecrlink_chain.sites ORDER BY site"
-        ).fetchall()
+        )
         return [SiteStatus(*row) for row in rows]
 
 

@@ -264,11 +264,18 @@ def follow_journal(
 ) -> None:
     """Ship, then poll the journal every ``interval`` seconds and ship what is new,
     until ``stop`` is set. While head office is unreachable, retry with ``backoff``;
-    ``say(key, values)`` reports ``unreachable`` (``error``, ``delay``), ``reconnected``
-    and ``shipped`` (``changes``, ``shipped``). Other errors end it (``JournalError``)."""
+    ``say(key, values)`` reports ``waiting`` (no journal yet: a new store's service may
+    start before its first payment), ``unreachable`` (``error``, ``delay``),
+    ``reconnected`` and ``shipped`` (``changes``, ``shipped``). Other errors end it
+    (``JournalError``)."""
     stop = stop or threading.Event()
     backoff = backoff or Backoff()
     central: Central | None = None
+    if not Path(journal).is_file():
+        say("waiting", {})
+        while not Path(journal).is_file():
+            if stop.wait(interval):
+                return
     with LocalJournal(journal) as local:
         shipper = Shipper(local, site, batch=batch)
         try:
