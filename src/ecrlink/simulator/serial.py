@@ -48,9 +48,9 @@ _WRITE_TIMEOUT = 5.0
 
 #: The one-line error where pseudo-terminals do not exist (Windows).
 NO_PTY = (
-    "serial simulation (--serial) needs a POSIX pseudo-terminal; on Windows pair two "
-    "ports with com0com and give one to --serial-port (e.g. --serial-port COM5, register "
-    "on serial:COM6), or use HTTP"
+    "serial simulation needs a POSIX pseudo-terminal; on Windows pair two ports with "
+    "com0com and give one to --serial-port (e.g. --serial-port COM5, register on "
+    "serial:COM6), or use HTTP"
 )
 
 
