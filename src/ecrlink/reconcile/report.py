@@ -209,10 +209,11 @@ class Report:
         """Journal entries the statement proved approved (resolved through the callback)."""
         self.dropped: dict[str, int] = dict(dropped or {})
         """Rows read but left out, per side: declined in a status column, outside the period."""
-        self._table = _build_table(reg, bank, items)
+        self._reg, self._bank = reg, bank
+        self._items = _sorted_items(reg, bank, items)
         counts = {
             c: (n, total)
-            for c, n, total in self._table.group_by("category")
+            for c, n, total in self._items.group_by("category")
             .agg(pl.len(), pl.col("amount").sum())
             .iter_rows()
         }
@@ -226,16 +227,25 @@ class Report:
         return any(t.count for c, t in self.summary.items() if c.needs_attention)
 
     def __len__(self) -> int:
-        return self._table.height
+        return self._items.height
 
     def table(self, category: Category | None = None) -> pl.DataFrame:
         """The report rows as one flat frame (most serious first, then by time):
         ``category``, ``key``, ``amount``, ``difference``, ``in_doubt``, ``resolved``,
         then each role's ``RECORD_FIELDS`` prefixed ``reg_``, ``bank_``, ``reg_void_``,
         ``bank_void_`` (null where the row has no such side row)."""
-        if category is None:
-            return self._table
-        return self._table.filter(pl.col("category") == category.value)
+        items = self._items
+        if category is not None:
+            items = items.filter(pl.col("category") == category.value)
+        parts = [items.select("category", "key", "amount", "difference", "in_doubt", "resolved")]
+        for _, prefix in ROLES:
+            side = self._reg if prefix.startswith("reg") else self._bank
+            at = items.get_column(prefix)
+            parts.append(side.select(
+                pl.col(_SOURCE.get(f, f)).gather(at).alias(f"{prefix}_{f}")
+                for f in RECORD_FIELDS
+            ).with_columns(pl.col(f"{prefix}_type").cast(pl.String)))
+        return pl.concat(parts, how="horizontal")
 
     def rows(self, category: Category | None = None) -> Iterator[ReportRow]:
         """The report's rows as objects, most serious category first, then by time."""
@@ -267,39 +277,42 @@ class Report:
         }
 
 
-def _build_table(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """Items joined with the side rows they name (see ``Report.table``)."""
-    table = items.lazy().with_row_index("_item")
-    sides = {"reg": reg, "bank": bank, "reg_void": reg, "bank_void": bank}
-    for _, prefix in ROLES:
-        side = sides[prefix].lazy().select(
-            pl.col("idx").alias(prefix),
-            *(pl.col(_SOURCE.get(f, f)).alias(f"{prefix}_{f}") for f in RECORD_FIELDS),
-            pl.col("unsettled").alias(f"{prefix}__unsettled"),
-        )
-        table = table.join(side, on=prefix, how="left", maintain_order="left")
+def _sorted_items(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """The matcher's rows with their amount, difference, in_doubt and resolved, most
+    serious category first, then by time (see ``Report.table``).
+
+    Sides are looked up by position (``idx`` is the row's position): a gather, with
+    null for a row the report row does not have.
+    """
     lead = ("bank", "reg", "bank_void", "reg_void")
+
+    def of(side: pl.DataFrame, role: str, column: str) -> pl.Series:
+        return side.get_column(column).gather(items.get_column(role)).rename(f"{role}_{column}")
+
+    looked_up = [
+        of(reg if role.startswith("reg") else bank, role, column)
+        for role in lead for column in ("amount", "time")
+    ]  # fmt: skip
     in_doubt = (
         pl.col("reg").is_not_null()
         & ~pl.col("proves")
-        & ((pl.col("reg_state") == IN_DOUBT) | pl.col("reg__unsettled").fill_null(False))
+        & ((of(reg, "reg", "state") == IN_DOUBT) | of(reg, "reg", "unsettled").fill_null(False))
     )
     return (
-        table.with_columns(
+        items.with_row_index("_item")
+        .with_columns(looked_up)
+        .with_columns(
             pl.coalesce([pl.col(f"{p}_amount") for p in lead]).fill_null(0).alias("amount"),
             (pl.col("bank_amount") - pl.col("reg_amount")).alias("difference"),
             in_doubt.alias("in_doubt"),
             pl.col("proves").alias("resolved"),
             pl.col("category").replace_strict(_ORDER, return_dtype=pl.Int8).alias("_order"),
             pl.coalesce([pl.col(f"{p}_time") for p in lead]).alias("_time"),
-            *(pl.col(f"{p}_type").cast(pl.String) for _, p in ROLES),
         )
         .sort(["_order", "_time", "_item"], nulls_last=True)
         .select(
-            "category", "key", "amount", "difference", "in_doubt", "resolved",
-            *(f"{p}_{f}" for _, p in ROLES for f in RECORD_FIELDS),
+            "category", "key", *lead, "amount", "difference", "in_doubt", "resolved",
         )
-        .collect()
     )  # fmt: skip
 
 
