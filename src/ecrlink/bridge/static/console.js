@@ -603,17 +603,17 @@ function renderPayments(list) {
   });
   $("payments-table").tBodies[0].replaceChildren(...rows);
   show($("no-payments"), list.length === 0);
-  const item = (label, [count, amount], cls = "") => [
-    el("dt", { text: label }),
-    el("dd", { class: cls, text: t("count_amount", { count, amount: money(amount) }) }),
-  ];
+  show($("payments-table"), list.length > 0);
+  const item = (label, text, cls = "") => el("div", {},
+    el("dt", { text: label }), el("dd", { class: cls, text }));
+  const counted = (label, [count, amount], cls = "") =>
+    item(label, t("count_amount", { count, amount: money(amount) }), cls);
   $("totals").replaceChildren(
-    ...item(t("total_approved"), sum.approved),
-    ...item(t("total_voided"), sum.voided),
-    el("dt", { text: t("total_net") }),
-    el("dd", { class: "net", text: money(sum.approved[1] - sum.voided[1]) }),
-    ...item(t("total_declined"), sum.declined),
-    ...item(t("total_in_doubt"), sum.in_doubt, sum.in_doubt[0] ? "doubt" : ""),
+    counted(t("total_approved"), sum.approved),
+    counted(t("total_voided"), sum.voided),
+    item(t("total_net"), money(sum.approved[1] - sum.voided[1]), "net"),
+    counted(t("total_declined"), sum.declined),
+    counted(t("total_in_doubt"), sum.in_doubt, sum.in_doubt[0] ? "doubt" : ""),
   );
 }
 

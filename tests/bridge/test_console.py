@@ -1,0 +1,254 @@
+"""The web console in headless Chromium, against a real bridge and ``ecrlink simulate``.
+
+A cashier's sale approved from the page (the slip shows a masked card), a decline
+with its reason and what to do next, and a payment in doubt that the manager
+resolves; each checked against the bridge's API and the simulator's own ledger, with
+screenshots kept as artifacts (see ``browser.py``). The console runs under the
+bridge's Content-Security-Policy: any script error or CSP violation fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ecrlink.simulator import Simulator
+
+from .browser import COUNTER, PHONE, PageErrors, artifacts, chromium, shot
+
+WAIT_MS = 30_000
+TERMINAL = "lane1"  # the conftest bridge serves its simulator as lane1
+FULL_PAN = re.compile(r"\d{13,19}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport=COUNTER)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    pg = context.new_page()
+    errors = PageErrors(pg)
+    yield pg
+    errors.check()
+
+
+def new_invoice() -> str:
+    return f"HD{uuid.uuid4().hex[:8].upper()}"
+
+
+def login(page: Any, bridge: Any, key: str) -> None:
+    page.goto(bridge.url + "/")
+    page.get_by_label(re.compile("Khóa API|API key")).fill(key)
+    page.get_by_role("button", name=re.compile("^(Đăng nhập|Log in)$")).click()
+    page.wait_for_selector("#cashier:not([hidden]), #manager:not([hidden])")
+
+
+def key_in(page: Any, digits: str) -> None:
+    """Press the on-screen keypad, as a cashier's finger would."""
+    for part in re.findall(r"000|\d", digits):
+        page.click(f"#keypad [data-key='{part}']")
+
+
+def pay(page: Any, amount: str, invoice: str) -> None:
+    page.fill("#amount", "")
+    page.fill("#amount", amount)
+    page.fill("#invoice", invoice)
+    page.get_by_role("button", name=re.compile("^(Thanh toán|Pay)$")).click()
+
+
+def wait_result(page: Any) -> str:
+    page.wait_for_selector("#outcome-result:not([hidden])", timeout=WAIT_MS)
+    return str(page.inner_text("#result-title"))
+
+
+def api(bridge: Any, path: str, key: str | None = None, **params: Any) -> Any:
+    r = httpx.get(bridge.url + path, params=params, timeout=10,
+                  headers={"Authorization": f"Bearer {key or bridge.manager_key}"})
+    r.raise_for_status()
+    return r.json()
+
+
+def payment_of(bridge: Any, invoice: str, key: str | None = None) -> dict[str, Any]:
+    """The bridge's payment for ``invoice``, as the holder of ``key`` reads it (texts in
+    that key's language)."""
+    rows = api(bridge, "/v1/payments", key, invoice=invoice)["data"]
+    assert len(rows) == 1, rows
+    return dict(rows[0])
+
+
+def ledger(sim: Simulator, invoice: str) -> list[tuple[str, int | None]]:
+    """What the terminal really did for this invoice: (status, amount) per record."""
+    return [(t.status, t.amount) for t in sim.ledger.transactions if t.invoice == invoice]
+
+
+def test_sale_approved_from_the_page(
+    page: Any, bridge: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    out = artifacts(tmp_path)
+    sim.configure(card_delay=2.0)  # the customer takes a moment: the wait is seen
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    login(page, bridge, bridge.register_key)
+    assert page.evaluate("sessionStorage.getItem('ecrlink.apiKey')") == bridge.register_key
+    assert page.evaluate("localStorage.getItem('ecrlink.apiKey')") is None
+    page.select_option("#terminal", TERMINAL)
+    key_in(page, "150000")
+    assert page.input_value("#amount") == "150.000"  # Vietnamese thousands grouping
+    invoice = new_invoice()
+    page.fill("#invoice", invoice)
+    shot(page, out, "sale_1_keyed")
+    # A counter screen of 1024x768: the Pay button is there without scrolling.
+    box = page.locator("#pay").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= COUNTER["height"]
+    assert box["height"] >= 44  # a finger's target
+    page.click("#pay")
+    page.wait_for_selector("#outcome-waiting:not([hidden])")
+    assert re.fullmatch(r"\d+:\d\d", page.inner_text("#timer"))
+    shot(page, out, "sale_2_waiting")
+    assert wait_result(page) == "Thanh toán thành công"
+    shot(page, out, "sale_3_approved")
+
+    p = payment_of(bridge, invoice)
+    tx = p["result"]["transaction"]
+    assert p["state"] == "approved" and p["amount"] == 150000
+    card = page.inner_text("#r-card")
+    assert card == tx["card_no"] and "X" in card and not FULL_PAN.search(card)
+    assert page.inner_text("#r-approval") == tx["approval_code"]
+    assert page.inner_text("#r-ref") == tx["ref_no"]
+    assert page.inner_text("#r-receipt") == tx["receipt_no"]
+    assert page.inner_text("#result-amount") == "150.000 ₫"
+    assert not FULL_PAN.search(page.content())
+    assert ledger(sim, invoice) == [("approved", 150000)]
+    # The key never travels in a URL.
+    assert requests and not any(bridge.register_key in u for u in requests)
+
+
+def test_decline_shows_reason_and_next_step(
+    page: Any, bridge: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    login(page, bridge, bridge.register_key)
+    page.select_option("#terminal", TERMINAL)
+    invoice = new_invoice()
+    pay(page, "200051", invoice)  # the simulator declines ...051: insufficient funds
+    assert wait_result(page) == "Thanh toán không thành công"
+    shot(page, artifacts(tmp_path), "decline")
+    p = payment_of(bridge, invoice, bridge.register_key)
+    assert p["state"] == "declined" and p["result"]["return_code"] == "51"
+    reason = page.inner_text("#decline-reason")
+    advice = page.inner_text("#decline-advice")
+    assert reason and reason == p["result"]["message"]  # in the key's language
+    assert advice and advice == p["result"]["advice"]
+    assert page.is_hidden("#receipt")
+    assert ledger(sim, invoice) == [("declined", 200051)]
+    # A new sale starts from an empty form.
+    page.click("#new-sale")
+    assert page.input_value("#amount") == ""
+    assert page.evaluate("document.activeElement.id") == "amount"
+
+
+@pytest.fixture
+def doubtful(make_bridge: Callable[..., Any], sim: Simulator) -> Any:
+    """A bridge that gives up on the terminal after 2 s, and a customer who stays at the
+    card reader for a minute: the terminal refuses ``last trans`` while busy, so
+    recovery cannot tell, and the payment stays in doubt until a manager says."""
+    sim.configure(card_delay=60.0)
+    return make_bridge(terminal_options="timeout = 2\nrecovery_timeout = 2")
+
+
+def test_in_doubt_resolved_by_the_manager(
+    browser: Any, doubtful: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    bridge = doubtful
+    out = artifacts(tmp_path)
+    cashier = browser.new_context(viewport=COUNTER)
+    page = cashier.new_page()
+    errors = PageErrors(page)
+    login(page, bridge, bridge.register_key)
+    page.select_option("#terminal", TERMINAL)
+    invoice = new_invoice()
+    pay(page, "300998", invoice)  # ...998: the terminal never answers, charges nothing
+    assert wait_result(page).startswith("Chưa rõ kết quả")
+    doubt = page.inner_text("#doubt")
+    assert "Đừng cho khách quẹt thẻ lần nữa" in doubt and "quản lý" in doubt
+    shot(page, out, "doubt_1_cashier")
+    assert payment_of(bridge, invoice)["state"] == "in_doubt"
+    errors.check()
+    cashier.close()
+
+    manager = browser.new_context(viewport=COUNTER)
+    page = manager.new_page()
+    errors = PageErrors(page)
+    login(page, bridge, bridge.manager_key)
+    page.get_by_role("button", name="Quản lý").click()
+    row = page.locator("#doubt-table tbody tr", has_text=invoice)
+    row.wait_for()
+    shot(page, out, "doubt_2_manager", full_page=True)
+    row.get_by_role("button").click()
+    dialog = page.locator("#resolve-dialog")
+    assert dialog.is_visible()
+    # Keyboard only: choose "not paid", who, note, Enter.
+    page.get_by_role("radio", name=re.compile("Không thanh toán")).check()
+    assert page.is_hidden("#resolve-receipt-field")
+    page.get_by_label("Người xác nhận").fill("Lan (quản lý)")
+    page.get_by_label("Ghi chú").fill("không có phiếu in")
+    shot(page, out, "doubt_3_dialog")
+    page.get_by_role("button", name="Xác nhận", exact=True).click()
+    dialog.wait_for(state="hidden")
+    page.wait_for_selector(f"#doubt-table tbody tr:has-text('{invoice}')", state="detached")
+    today = page.locator("#payments-table tbody tr", has_text=invoice)
+    today.wait_for()
+    assert "Từ chối" in today.inner_text()
+    shot(page, out, "doubt_4_resolved", full_page=True)
+    p = payment_of(bridge, invoice)
+    assert p["state"] == "declined"
+    assert ledger(sim, invoice) in ([], [("never_answered", 300998)])  # nothing charged
+    errors.check()
+    manager.close()
+
+
+def test_english_is_remembered_and_fits_a_phone(page: Any, bridge: Any, tmp_path: Path) -> None:
+    login(page, bridge, bridge.register_key)
+    page.get_by_role("button", name="Switch to English").click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    key_in(page, "150000")
+    assert page.input_value("#amount") == "150,000"
+    page.reload()
+    page.wait_for_selector("#cashier:not([hidden])")  # still logged in (sessionStorage)
+    assert page.inner_text("#pay") == "Pay"
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, artifacts(tmp_path), "phone_en", full_page=True)
+    page.get_by_role("button", name="Manager").click()
+    page.wait_for_selector("#terminals-table tbody tr")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(page, artifacts(tmp_path), "phone_en_manager", full_page=True)
+    page.get_by_role("button", name="Tiếng Việt").click()
+    assert page.evaluate("localStorage.getItem('ecrlink.lang')") == "vi"
+
+
+def test_wrong_key_is_refused_and_logout_forgets(page: Any, bridge: Any) -> None:
+    page.goto(bridge.url + "/")
+    page.get_by_label("Khóa API").fill("k_not_a_key")
+    page.get_by_label("Khóa API").press("Enter")
+    page.wait_for_selector("#login-error:has-text('không đúng')")
+    assert page.is_hidden("#cashier")
+    login(page, bridge, bridge.register_key)
+    page.get_by_role("button", name="Đăng xuất").click()
+    assert page.evaluate("sessionStorage.getItem('ecrlink.apiKey')") is None
+    assert page.is_visible("#login")
