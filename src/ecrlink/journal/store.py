@@ -23,6 +23,7 @@ import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -31,15 +32,19 @@ from typing import Any, Self, TypeVar
 from .._exceptions import IllegalTransition, JournalError
 from ..payment.states import OPEN_STATES, Event, State, next_state
 from ..protocol import Request, Result, Sale, Void, mask_card_numbers
+from ..protocol.field_texts import field_error
 from .records import Entry, ResolvedBy, TerminalProfile
 
-__all__ = ["SCHEMA_VERSION", "Journal", "default_data_dir", "default_journal_path"]
+__all__ = [
+    "SCHEMA_VERSION", "Journal", "Page", "Selection", "default_data_dir",
+    "default_journal_path",
+]
 
 T = TypeVar("T")
 
 log = logging.getLogger("ecrlink.journal")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
 _MIGRATIONS: list[str] = [
@@ -106,6 +111,15 @@ _MIGRATIONS: list[str] = [
         updated_at    TEXT NOT NULL
     );
     """,
+    # 3: journal list pages in SQL. Each filter it offers (a state; a terminal and a
+    # state) leads to an index already in time order (SQLite ends every index with the
+    # rowid, so ties come in id order), so a page or a chunk reads only the rows it
+    # shows and a count reads one index. The new terminal index begins like the old one.
+    """
+    DROP INDEX entries_terminal_state;
+    CREATE INDEX entries_terminal_state_created ON entries (terminal, state, created_at);
+    CREATE INDEX entries_state_created ON entries (state, created_at);
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -115,6 +129,7 @@ _COLUMNS = (
     "batch_no, stan, trans_time, return_code, resolved_by, resolved_who, note, raw_reply, "
     "charged_amount, mark_before, mark_at, deadline"
 )
+_CREATED_AT = _COLUMNS.split(", ").index("created_at")
 _OPEN = ",".join(f"'{s.value}'" for s in sorted(OPEN_STATES))
 # Other names of the same device: they answered with the same TID and serial number.
 _TWINS = (
@@ -154,7 +169,12 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def _iso(at: datetime | None) -> str | None:
-    return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
+    return _stamp(at) if at is not None else None
+
+
+def _stamp(at: datetime) -> str:
+    """``at`` as the journal stores times: UTC, ISO, microseconds (text order = time order)."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _upsert_profile(
@@ -172,6 +192,120 @@ def _upsert_profile(
         f"updated_at = excluded.updated_at{''.join(f', {c} = excluded.{c}' for c in columns)}",
         (terminal, at, *params),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which entries a reader wants; each ``None`` is no condition.
+
+    ``since`` (inclusive) and ``until`` (exclusive) are aware datetimes, compared with
+    the entry's creation time; an empty ``states`` selects nothing.
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+    terminal: str | None = None
+    states: frozenset[State] | None = None
+
+    def only(self, states: Iterable[State]) -> Selection:
+        """This selection narrowed to ``states``."""
+        wanted = frozenset(states)
+        return replace(self, states=wanted if self.states is None else self.states & wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """The newest entries of a selection, oldest first, and how many it holds in all."""
+
+    entries: list[Entry]
+    total: int
+
+    @property
+    def more(self) -> int:
+        """How many entries of the selection are older than this page (not in it)."""
+        return self.total - len(self.entries)
+
+
+_Key = tuple[str, int]
+"""Where a reader stopped: (``created_at`` as stored, ``id``), the order of every list."""
+
+
+def _arms(
+    selection: Selection, after: _Key | None = None, newest_first: bool = False
+) -> list[tuple[list[str], list[Any]]]:
+    """The conditions of ``selection`` past ``after``, as arms whose union it is.
+
+    With no terminal or state condition, one arm reads the ``created_at`` index.
+    Otherwise one arm per state, each reading ``(state, created_at)`` or ``(terminal,
+    state, created_at)``: every arm comes out of its index in time order, so SQLite
+    merges them without sorting and a page stops after the rows it shows.
+    """
+    # One bound on each side: given two, SQLite would start its range at either.
+    # Stored times are all UTC in one ISO format, so text order is time order.
+    lower = (">=", _stamp(selection.since)) if selection.since is not None else None
+    upper = ("<", _stamp(selection.until)) if selection.until is not None else None
+    if after is not None and not newest_first and (lower is None or after[0] >= lower[1]):
+        lower = (">=", after[0])
+    if after is not None and newest_first and (upper is None or after[0] < upper[1]):
+        upper = ("<=", after[0])
+    common = [f"created_at {op} ?" for op, _ in filter(None, (lower, upper))]
+    values: list[Any] = [value for _, value in filter(None, (lower, upper))]
+    if after is not None:
+        # Keyset: only rows past the last one read; ties on created_at go by id.
+        past = "<" if newest_first else ">"
+        common.append(f"(created_at {past} ? OR id {past} ?)")
+        values += [after[0], after[1]]
+    if selection.terminal is None and selection.states is None:
+        return [(common, values)]
+    head = ["terminal = ?"] if selection.terminal is not None else []
+    head_values = [selection.terminal] if selection.terminal is not None else []
+    states = State if selection.states is None else selection.states
+    return [
+        ([*head, "state = ?", *common], [*head_values, state.value, *values])
+        for state in sorted(states)
+    ]
+
+
+def _list_sql(
+    selection: Selection, *, after: _Key | None, newest_first: bool, limit: int
+) -> tuple[str, list[Any]] | None:
+    """The query for at most ``limit`` entries of ``selection`` past ``after``, in time
+    order (``newest_first``: backwards); None if the selection is empty by definition."""
+    selects: list[str] = []
+    params: list[Any] = []
+    for conditions, values in _arms(selection, after, newest_first):
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        selects.append(f"SELECT {_COLUMNS} FROM entries{where}")
+        params += values
+    if not selects:
+        return None
+    way = "DESC" if newest_first else "ASC"
+    sql = " UNION ALL ".join(selects) + f" ORDER BY created_at {way}, id {way} LIMIT ?"
+    return sql, [*params, limit]
+
+
+def _count_sql(selection: Selection) -> tuple[str, list[Any]] | None:
+    """How many entries ``selection`` holds: read from one index, never the table."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    if selection.terminal is not None:
+        conditions.append("terminal = ?")
+        params.append(selection.terminal)
+    if selection.states is not None or selection.terminal is not None:
+        # Every state when none is asked: (terminal, state, created_at) then still serves.
+        states = sorted(State if selection.states is None else selection.states)
+        if not states:
+            return None
+        conditions.append(f"state IN ({','.join('?' * len(states))})")
+        params += [s.value for s in states]
+    if selection.since is not None:
+        conditions.append("created_at >= ?")
+        params.append(_stamp(selection.since))
+    if selection.until is not None:
+        conditions.append("created_at < ?")
+        params.append(_stamp(selection.until))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT count(*) FROM entries{where}", params
 
 
 class Journal:
@@ -493,6 +627,76 @@ class Journal:
                 raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
         return [_entry(row) for row in rows]
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One consistent view for several reads (WAL: writers go on meanwhile)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    yield self._db
+                finally:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
+
+    def count(self, selection: Selection | None = None) -> int:
+        """How many entries ``selection`` (default: all) holds."""
+        query = _count_sql(selection or Selection())
+        if query is None:
+            return 0
+        with self._snapshot() as db:
+            return int(db.execute(*query).fetchone()[0])
+
+    def page(self, selection: Selection | None = None, limit: int = 50) -> Page:
+        """The newest ``limit`` entries of ``selection``, oldest first, and its total.
+
+        Reads only the rows it returns, plus one index for the total (and not even
+        that when the page holds the whole selection).
+        """
+        if limit < 1:
+            raise field_error("limit", "at_least", limit, min=1)
+        selection = selection or Selection()
+        query = _list_sql(selection, after=None, newest_first=True, limit=limit)
+        if query is None:
+            return Page([], 0)
+        with self._snapshot() as db:
+            rows = db.execute(*query).fetchall()
+            total = len(rows)
+            if total == limit:
+                counted = _count_sql(selection)
+                assert counted is not None  # a selection with rows is not empty
+                total = int(db.execute(*counted).fetchone()[0])
+        return Page([_entry(row) for row in reversed(rows)], total)
+
+    def select(self, selection: Selection | None = None, *, chunk: int = 500) -> Iterator[Entry]:
+        """Every entry of ``selection``, oldest first, read ``chunk`` rows at a time.
+
+        Memory stays flat however large the journal: each chunk is one short query
+        resuming where the last one stopped, so no read stays open between chunks
+        (writers are never held up by a slow reader) and entries added meanwhile come
+        at the end.
+        """
+        if chunk < 1:
+            raise field_error("chunk", "at_least", chunk, min=1)
+        selection = selection or Selection()
+        after: _Key | None = None
+        while True:
+            query = _list_sql(selection, after=after, newest_first=False, limit=chunk)
+            if query is None:
+                return
+            with self._snapshot() as db:
+                rows = db.execute(*query).fetchall()
+            yield from (_entry(row) for row in rows)
+            if len(rows) < chunk:
+                return
+            after = (rows[-1][_CREATED_AT], rows[-1][0])
+
+    def last_id(self) -> int:
+        """The highest entry id (0 if none): no list shows a wider id."""
+        with self._snapshot() as db:
+            return int(db.execute("SELECT max(id) FROM entries").fetchone()[0] or 0)
+
     def get(self, entry_id: int) -> Entry:
         """One entry by id; ``JournalError`` if there is none."""
         found = self._select("id = ?", (entry_id,))
@@ -561,9 +765,15 @@ class Journal:
         return found[0] if found else None
 
     def terminals(self) -> list[str]:
-        """Every terminal the journal has seen."""
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT DISTINCT terminal FROM entries")]
+        """Every terminal the journal has seen, sorted."""
+        # Hop from one name to the next along the terminal index: a few lookups per
+        # terminal, instead of reading every entry of a large journal.
+        with self._snapshot() as db:
+            return [r[0] for r in db.execute(
+                "WITH RECURSIVE t(name) AS (SELECT min(terminal) FROM entries UNION ALL "
+                "SELECT (SELECT min(terminal) FROM entries WHERE terminal > t.name) FROM t "
+                "WHERE t.name IS NOT NULL) SELECT name FROM t WHERE name IS NOT NULL"
+            )]
 
     def history(self, entry_id: int) -> list[dict[str, Any]]:
         """The state changes of one entry, oldest first."""
