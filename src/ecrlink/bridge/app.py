@@ -243,7 +243,7 @@ class Api:
                             "spreadsheetml.sheet", filename=path.name)
 
     async def openapi(self, request: Request) -> Response:
-        return _json(openapi_document())
+        return _json(openapi_document(sorted(self.bridge.workers)))
 
     async def console(self, request: Request) -> Response:
         return _static("index.html", placeholder=True)

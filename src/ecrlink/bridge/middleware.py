@@ -44,6 +44,12 @@ CONSOLE_CSP = (
 )
 
 
+def _printable(path: str) -> str:
+    """The path as one log line: control characters escaped, at most 200 characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path[:200])
+    return text + ("…" if len(path) > 200 else "")
+
+
 class _TooLarge(Exception):
     pass
 
@@ -115,8 +121,8 @@ class BridgeMiddleware:
                 return
             await self._limited(scope, receive, send_wrapped, limit, status)
         finally:
-            access_log.info("%s %s %d %.1fms", scope["method"], path, status["code"],
-                            (time.perf_counter() - started) * 1000)
+            access_log.info("%s %s %d %.1fms", scope["method"], _printable(path),
+                            status["code"], (time.perf_counter() - started) * 1000)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int,
                        status: dict[str, int]) -> None:

@@ -67,6 +67,9 @@ _CREATED_RESPONSES = {
                   "sent."),
 }
 
+# Printable ASCII without | & = ? # % (the protocol's field rule), at most 20 characters.
+_TEXT = {"type": ["string", "null"], "maxLength": 20, "pattern": "^[ -\"$'-<>@-{}~]*$"}
+
 _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object", "required": ["error"],
@@ -140,12 +143,11 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["amount"], "additionalProperties": False,
         "properties": {
             "amount": {"type": "integer", "minimum": 1, "maximum": 9999999999},
-            "invoice": {"type": ["string", "null"], "maxLength": 20,
-                        "description": "F3: printable ASCII without | & = ? # %"},
-            "reference": {"type": ["string", "null"], "maxLength": 20, "description": "F5"},
+            "invoice": {**_TEXT, "description": "F3: printable ASCII without | & = ? # %, "
+                        "at most 20 characters"},
+            "reference": {**_TEXT, "description": "F5, same rule"},
             "fields": {"type": "object", "additionalProperties": False,
-                       "properties": {k: {"type": "string", "maxLength": 20}
-                                      for k in ("1", "2", "4")}},
+                       "properties": {k: {**_TEXT, "type": "string"} for k in ("1", "2", "4")}},
             "allow_duplicate": {"type": "boolean", "default": False},
         },
     },
@@ -167,18 +169,22 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def _post(summary: str, body: str, description: str) -> dict[str, Any]:
+def _post(summary: str, body: str, description: str, name: dict[str, Any]) -> dict[str, Any]:
     return {
         "summary": summary, "description": description,
-        "parameters": [_NAME, _KEY],
+        "parameters": [name, _KEY],
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": _ref(body)}}},
         "responses": _CREATED_RESPONSES,
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """The document (a fresh dict each call)."""
+def openapi_document(terminals: list[str] | None = None) -> dict[str, Any]:
+    """The document (a fresh dict each call); ``terminals``: the configured names, listed
+    as the values of ``{name}``."""
+    name = dict(_NAME)
+    if terminals:
+        name["schema"] = {"type": "string", "enum": list(terminals)}
     payments_query = [
         {"name": "terminal", "in": "query", "schema": {"type": "string"}},
         {"name": "state", "in": "query", "schema": _SCHEMAS["Payment"]["properties"]["state"]},
@@ -226,14 +232,16 @@ def openapi_document() -> dict[str, Any]:
             "/v1/terminals/{name}/payments": {"post": _post(
                 "Start a sale", "SaleBody",
                 "Checks the body (422 names the field), writes the payment down, starts the "
-                "sale and answers as soon as the journal has it (201, `processing`).")},
+                "sale and answers as soon as the journal has it (201, `processing`).",
+                name)},
             "/v1/terminals/{name}/voids": {"post": _post(
-                "Void a sale of the current batch", "VoidBody", "By its receipt number.")},
+                "Void a sale of the current batch", "VoidBody", "By its receipt number.",
+                name)},
             "/v1/terminals/{name}/settlements": {"post": _post(
-                "Settle the batch", "SettleBody", "Sends settle|YES.")},
+                "Settle the batch", "SettleBody", "Sends settle|YES.", name)},
             "/v1/terminals/{name}/last-transaction": {"get": {
                 "summary": "The terminal's last successful transaction (last trans)",
-                "parameters": [_NAME],
+                "parameters": [name],
                 "responses": {"200": _json(_ref("Result"), "Result.to_dict()."),
                               **_AUTH_ERRORS,
                               "404": _error("Unknown terminal."),
