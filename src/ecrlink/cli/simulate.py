@@ -142,10 +142,12 @@ def simulate(
     busy_last_trans: str,
     quiet: bool,
 ) -> None:
-    """Run simulated Web ECR terminals (HTTP and/or serial lines) until stopped.
+    """Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped.
 
     Amounts pick the outcome (see below); control endpoints: GET /_sim/state,
-    POST /_sim/script (JSON list), POST /_sim/reset, POST /_sim/config.
+    POST /_sim/script (JSON list), POST /_sim/reset, POST /_sim/config. Serial on
+    Windows: serve on one end of a com0com pair (--serial-port COM5) and point the
+    register at the other (serial:COM6).
     """
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
