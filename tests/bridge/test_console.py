@@ -145,7 +145,12 @@ def test_decline_shows_reason_and_next_step(
     login(page, bridge, bridge.register_key)
     page.select_option("#terminal", TERMINAL)
     invoice = new_invoice()
-    pay(page, "200051", invoice)  # the simulator declines ...051: insufficient funds
+    # Keyboard only: the invoice, then the amount typed in its field, Enter pays.
+    page.fill("#invoice", invoice)
+    page.focus("#amount")
+    page.keyboard.type("200051")  # the simulator declines ...051: insufficient funds
+    assert page.input_value("#amount") == "200.051"
+    page.keyboard.press("Enter")
     assert wait_result(page) == "Thanh toán không thành công"
     shot(page, artifacts(tmp_path), "decline")
     p = payment_of(bridge, invoice, bridge.register_key)
@@ -252,3 +257,90 @@ def test_wrong_key_is_refused_and_logout_forgets(page: Any, bridge: Any) -> None
     page.get_by_role("button", name="Đăng xuất").click()
     assert page.evaluate("sessionStorage.getItem('ecrlink.apiKey')") is None
     assert page.is_visible("#login")
+
+
+def sell(bridge: Any, amount: int, invoice: str) -> dict[str, Any]:
+    """A sale through the API (a web register), followed until it is final."""
+    with bridge.client("register") as http:
+        r = http.post(f"/v1/terminals/{TERMINAL}/payments", json={
+            "amount": amount, "invoice": invoice}, headers={"Idempotency-Key": invoice})
+        assert r.status_code == 201, r.text
+        p = http.get(f"/v1/payments/{r.json()['id']}", params={"wait": 20}).json()
+    assert p["state"] == "approved", p
+    return dict(p)
+
+
+def test_manager_voids_settles_and_reconciles(
+    page: Any, bridge: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    out = artifacts(tmp_path)
+    first, second = new_invoice(), new_invoice()
+    voided = sell(bridge, 150000, first)
+    sell(bridge, 90000, second)
+    login(page, bridge, bridge.manager_key)
+    page.get_by_role("button", name="Quản lý").click()
+    totals = page.locator("#totals")
+    page.wait_for_selector("#totals:has-text('2 GD · 240.000 ₫')")
+
+    # Void the first sale from its row, confirming in the dialog.
+    receipt = voided["result"]["transaction"]["receipt_no"]
+    row = page.locator("#payments-table tbody tr", has_text=first)
+    row.get_by_role("button", name=f"Hủy giao dịch {receipt}").click()
+    assert receipt in page.inner_text("#confirm-text")
+    page.get_by_role("button", name="Đồng ý").click()
+    page.wait_for_selector(f"#mgr-notice:has-text('Đã hủy giao dịch hóa đơn POS {receipt}')")
+    page.locator("#payments-table tbody tr", has_text=first).filter(
+        has_text="Đã hủy (void)").wait_for()
+    page.wait_for_selector("#totals .net:text-is('90.000 ₫')")
+    assert "1 GD · 150.000 ₫" in totals.inner_text()  # voided
+    assert [t.status for t in sim.ledger.transactions if t.command == "void"] == ["approved"]
+    shot(page, out, "manager_1_voided", full_page=True)
+
+    # Settle the terminal.
+    page.locator("#terminals-table tbody tr", has_text=TERMINAL).get_by_role(
+        "button", name=f"Kết toán {TERMINAL}").click()
+    page.get_by_role("button", name="Đồng ý").click()
+    page.wait_for_selector("#mgr-notice:has-text('Đã kết toán')")
+    assert sim.ledger.settlements, "the terminal closed no batch"
+
+    # Reconcile the bank's statement of that batch against the bridge's journal.
+    statement = tmp_path / "bank.csv"
+    assert sim.write_statement(statement) == 3  # two sales and the void
+    page.set_input_files("#bank-file", str(statement))
+    page.get_by_role("button", name="Đối soát", exact=True).click()
+    page.wait_for_selector("#reconcile-result:not([hidden])", timeout=WAIT_MS)
+    summary = page.inner_text("#reconcile-summary")
+    assert "Khớp" in summary and "Đã hủy" in summary, summary
+    assert page.inner_text("#reconcile-verdict") == "Tất cả giao dịch đều khớp."
+    assert page.locator("#reconcile-rows tbody tr").count() >= 2
+    shot(page, out, "manager_2_reconciled", full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Tải báo cáo Excel (XLSX)").click()
+    saved = out / "reconcile.xlsx"
+    download.value.save_as(saved)
+    assert saved.read_bytes()[:2] == b"PK"  # a workbook (a zip), fetched with the key
+
+
+def test_reload_during_the_card_wait_follows_the_same_payment(
+    page: Any, bridge: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    sim.configure(card_delay=3.0)
+    login(page, bridge, bridge.register_key)
+    invoice = new_invoice()
+    pay(page, "75000", invoice)
+    page.wait_for_selector("#waiting-text:text-is('Đang chờ khách quẹt/chạm thẻ…')")
+    page.reload()  # F5 while the customer is at the card reader
+    page.wait_for_selector("#outcome-waiting:not([hidden])")
+    assert wait_result(page) == "Thanh toán thành công"
+    shot(page, artifacts(tmp_path), "reload_resumed")
+    assert payment_of(bridge, invoice)["state"] == "approved"
+    assert ledger(sim, invoice) == [("approved", 75000)]  # one sale, not two
+
+
+def test_manager_screen_follows_live_events(page: Any, bridge: Any) -> None:
+    login(page, bridge, bridge.manager_key)
+    page.get_by_role("button", name="Quản lý").click()
+    page.wait_for_selector("#live.on")
+    invoice = new_invoice()
+    sell(bridge, 64000, invoice)  # from another register; nobody presses Refresh
+    page.locator("#payments-table tbody tr", has_text=invoice).wait_for(timeout=10_000)

@@ -571,6 +571,14 @@ function renderPayments(list) {
     .map((p) => `${p.terminal}|${p.receipt_no ?? receiptOf(p)}`));
   const sum = { approved: [0, 0], voided: [0, 0], declined: [0, 0], in_doubt: [0, 0] };
   const add = (k, amount) => { sum[k][0] += 1; sum[k][1] += amount ?? 0; };
+  // A void names a receipt, not an amount: shown as the voided sale's, negative.
+  const sales = new Map(list.filter((p) => p.command === "sale")
+    .map((p) => [`${p.terminal}|${receiptOf(p)}`, p]));
+  const amountText = (p) => {
+    if (p.amount != null) return money(p.amount);
+    const sale = p.command === "void" ? sales.get(`${p.terminal}|${p.receipt_no}`) : null;
+    return sale ? `−${money(sale.amount)}` : "";
+  };
   const rows = list.map((p) => {
     const receipt = receiptOf(p);
     const isSale = p.command === "sale";
@@ -587,21 +595,23 @@ function renderPayments(list) {
     const canVoid = isSale && p.state === "approved" && !wasVoided && receipt;
     return el("tr", { class: `row-${state}` },
       el("td", { text: when(p.created_at) }),
-      el("td", { text: p.terminal }),
-      el("td", { text: commandLabel(p.command) }),
+      el("td", { class: "col-terminal", text: p.terminal }),
+      el("td", { class: "nowrap", text: commandLabel(p.command) }),
       el("td", { text: p.invoice ?? "" }),
-      el("td", { class: "num", text: p.amount == null ? "" : money(p.amount) }),
+      el("td", { class: "num", text: amountText(p) }),
       el("td", { class: "mono", text: cardOf(p) ?? "" }),
-      el("td", { class: "mono", text: receipt ?? "" }),
+      el("td", { class: "mono", text: p.command === "settle" ? "" : (receipt ?? "") }),
       el("td", {}, el("span", { class: `pill state-${state}`, text: stateLabel(state) })),
       el("td", {}, canVoid ? el("button", {
-        type: "button", class: "secondary", text: t("void"),
+        type: "button", class: "secondary", text: t("void_short"),
         "aria-label": `${t("void")} ${receipt}`,
         onclick: () => doVoid(p, receipt),
       }) : null),
     );
   });
   $("payments-table").tBodies[0].replaceChildren(...rows);
+  // One terminal: its name in every row says nothing and costs width.
+  $("payments-table").classList.toggle("one-terminal", app.terminals.length <= 1);
   show($("no-payments"), list.length === 0);
   show($("payments-table"), list.length > 0);
   const item = (label, text, cls = "") => el("div", {},
@@ -754,7 +764,7 @@ function renderReport(report) {
   verdict.className = `verdict ${report.needs_attention ? "bad" : "ok"}`;
   const summary = report.summary ?? {};
   $("reconcile-summary").tBodies[0].replaceChildren(...CATEGORIES.filter((c) => summary[c])
-    .map((c) => el("tr", { class: `cat-${c}` },
+    .map((c) => el("tr", { class: summary[c].count ? `cat-${c}` : "zero" },
       el("th", { scope: "row", text: t(`cat_${c}`) }),
       el("td", { class: "num", text: groupDigits(summary[c].count) }),
       el("td", { class: "num", text: money(summary[c].amount) }),
