@@ -114,7 +114,10 @@ def _object(body: Any, known: set[str]) -> dict[str, Any]:
         raise bad_input("body", "must be a JSON object")
     unknown = sorted(set(body) - known)
     if unknown:
-        raise bad_input(unknown[0], f"unknown field (known: {', '.join(sorted(known))})")
+        name = unknown[0][:40]
+        if name.isprintable() and name.strip():
+            raise bad_input(name, f"unknown field (known: {', '.join(sorted(known))})")
+        raise bad_input("body", f"unknown field {name!r} (known: {', '.join(sorted(known))})")
     return body
 
 

@@ -55,7 +55,9 @@ class Reconciliations:
                             f"({type(exc).__name__})") from None
         unknown = sorted(set(form) - {"bank", "invoices"})
         if unknown:
-            raise bad_input(unknown[0][:40], "unknown part (known: bank, invoices)")
+            name = unknown[0][:40]
+            raise bad_input(name if name.isprintable() and name.strip() else "body",
+                            f"unknown part {name!r} (known: bank, invoices)")
         bank = form.get("bank")
         if not isinstance(bank, UploadFile):
             raise bad_input("bank", "is required: the bank's statement, a CSV or XLSX file")
