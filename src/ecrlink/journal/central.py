@@ -147,16 +147,26 @@ _ENTRY_COLUMNS = (
     "mark_before", "mark_at", "deadline",
 )
 _SELECT_ENTRY = "site, change, " + ", ".join(_ENTRY_COLUMNS)
-_UPSERT_ENTRY = (
-    f"INSERT INTO ecrlink_chain.entries (site, change, {', '.join(_ENTRY_COLUMNS)}) "
-    f"VALUES (%s, %s{', %s' * len(_ENTRY_COLUMNS)}) ON CONFLICT (site, id) DO UPDATE SET "
+# A batch is copied (COPY, the fast path) into temporary tables that empty themselves
+# at commit, then merged: upserts need INSERT … SELECT, which COPY cannot do itself.
+_ENTRY_LIST = "site, change, " + ", ".join(_ENTRY_COLUMNS)
+_HISTORY_LIST = "site, id, entry_id, at, state, by, who, note"
+_STAGING = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ship_entries "
+    "(LIKE ecrlink_chain.entries) ON COMMIT DELETE ROWS",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ship_history "
+    "(LIKE ecrlink_chain.history) ON COMMIT DELETE ROWS",
+)
+_MERGE_ENTRIES = (
+    f"INSERT INTO ecrlink_chain.entries ({_ENTRY_LIST}) SELECT {_ENTRY_LIST} "
+    "FROM ship_entries ON CONFLICT (site, id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in ("change", *_ENTRY_COLUMNS[1:]))
     # Never an older change over a newer one: batches may come again or out of order.
     + " WHERE ecrlink_chain.entries.change < EXCLUDED.change"
 )
-_INSERT_HISTORY = (
-    "INSERT INTO ecrlink_chain.history (site, id, entry_id, at, state, by, who, note) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (site, id) DO NOTHING"
+_MERGE_HISTORY = (
+    f"INSERT INTO ecrlink_chain.history ({_HISTORY_LIST}) SELECT {_HISTORY_LIST} "
+    "FROM ship_history ON CONFLICT (site, id) DO NOTHING"
 )
 
 
@@ -385,18 +395,24 @@ class Central:
         self, site: str, entries: Sequence[tuple[Entry, int]], changes: Sequence[Change],
         shipped: int,
     ) -> None:
-        """Upsert ``entries`` (each with its change number), add ``changes``, move the
-        cursor to ``shipped``. Call inside ``conn.transaction()`` after :meth:`claim`."""
+        """Upsert ``entries`` (each with its change number; each entry once), add
+        ``changes``, move the cursor to ``shipped``. Call inside :meth:`transaction`
+        after :meth:`claim`."""
         with self.conn.cursor() as cur:
+            for statement in _STAGING:
+                cur.execute(statement)
             if entries:
-                cur.executemany(
-                    _UPSERT_ENTRY, [(site, change, *_entry_params(e)) for e, change in entries]
-                )
+                with cur.copy(f"COPY ship_entries ({_ENTRY_LIST}) FROM STDIN") as copy:
+                    for e, change in entries:
+                        copy.write_row((site, change, *_entry_params(e)))
+                cur.execute(_MERGE_ENTRIES)
             if changes:
-                cur.executemany(_INSERT_HISTORY, [
-                    (site, c.id, c.entry_id, c.at, c.state.value, c.by, c.who, c.note)
-                    for c in changes
-                ])
+                with cur.copy(f"COPY ship_history ({_HISTORY_LIST}) FROM STDIN") as copy:
+                    for c in changes:
+                        copy.write_row(
+                            (site, c.id, c.entry_id, c.at, c.state.value, c.by, c.who, c.note)
+                        )
+                cur.execute(_MERGE_HISTORY)
             cur.execute(
                 "UPDATE ecrlink_chain.sites SET shipped = GREATEST(shipped, %s), "
                 "synced_at = now() WHERE site = %s", (shipped, site),
