@@ -50,7 +50,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "Play a short business day on the built-in simulator and check every step."),
     "simulate": LazyCommand(
         "simulate", "simulate",
-        "Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped."),
+        "Run simulated Web ECR terminals (HTTP and/or serial lines) until stopped."),
     "reconcile": LazyCommand(
         "reconcile", "reconcile_command",
         "Match card payments to invoices against the bank's statement (đối soát)."),

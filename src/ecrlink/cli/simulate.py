@@ -142,7 +142,7 @@ def simulate(
     busy_last_trans: str,
     quiet: bool,
 ) -> None:
-    """Run simulated Web ECR terminals (HTTP and/or a serial pty) until stopped.
+    """Run simulated Web ECR terminals (HTTP and/or serial lines) until stopped.
 
     Amounts pick the outcome (see below); control endpoints: GET /_sim/state,
     POST /_sim/script (JSON list), POST /_sim/reset, POST /_sim/config. Serial on
