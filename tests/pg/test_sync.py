@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -244,3 +245,27 @@ def test_a_store_role_needs_only_the_documented_grants(
         with psycopg.connect(central_url, autocommit=True) as admin:
             admin.execute("DROP OWNED BY store42, accounting")
             admin.execute("DROP ROLE store42, accounting")
+
+
+def test_two_syncs_of_one_store_at_once_ship_each_change_once(
+    journal: Path, central_url: str
+) -> None:
+    """A cron job and a --follow service by mistake: the site's row lock takes turns."""
+    Central.open(central_url).close()
+    results: list[Progress] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(sync_once(journal, central_url, "STORE42", batch=1))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert sum(p.changes for p in results) == len(local_state(journal)[1])
+    assert_same(journal, central_url, "STORE42")
