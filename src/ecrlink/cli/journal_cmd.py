@@ -14,12 +14,20 @@ import click
 
 from .._exceptions import JournalError
 from ..journal import Entry, Journal, ResolvedBy, State
+from ..journal.store import Page, Selection
+from ..payment import OPEN_STATES
 from ..protocol import VIETNAM_TIME, Outcome, check_receipt_no
 from ..protocol.field_texts import field_error
 from .config import TerminalConfig
 from .exit_codes import EXIT_CODES_HELP, ExitStatus
 from .options import Session, command_options
-from .output import entry_to_dict, render_entries, render_entry, render_result
+from .output import (
+    entry_to_dict,
+    render_entries,
+    render_entry,
+    render_result,
+    write_entries_json,
+)
 
 __all__ = ["journal", "parse_moment"]
 
@@ -47,6 +55,8 @@ def journal() -> None:
 
 
 _STATES = [s.value for s in State]
+DEFAULT_LIMIT = 50
+"""How many entries ``journal list`` shows without --limit or --all: the newest."""
 
 
 @journal.command("list", epilog=EXIT_CODES_HELP)
@@ -58,6 +68,15 @@ _STATES = [s.value for s in State]
     help="Only entries in this state (repeatable).",
 )
 @click.option("--in-doubt", is_flag=True, help="Only entries still pending or in doubt.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N",
+    help=f"Show the newest N entries of the selection [default: {DEFAULT_LIMIT}]; a footer "
+    "says how many more there are. --json follows it too.",
+)
+@click.option(
+    "--all", "show_all", is_flag=True,
+    help="Show every entry of the selection, however many (streamed; with --json too).",
+)
 @command_options(client=False, terminal_help="Only this terminal (URL or configured name).")
 def list_(
     session: Session,
@@ -66,25 +85,58 @@ def list_(
     today: bool,
     states: tuple[str, ...],
     in_doubt: bool,
+    limit: int | None,
+    show_all: bool,
 ) -> ExitStatus:
-    """List journal entries, oldest first; in-doubt rows stand out."""
+    """List journal entries, oldest first: the newest 50 of the selection unless --limit
+    or --all says otherwise. In-doubt rows stand out."""
+    if show_all and limit is not None:
+        raise click.UsageError(session.t("journal_limit_or_all"))
     start = parse_moment(since, "--since") if since else None
     stop = parse_moment(until, "--until", end=True) if until else None
     if today:
         midnight = datetime.combine(datetime.now(VIETNAM_TIME).date(), time(), VIETNAM_TIME)
         start, stop = midnight, midnight + timedelta(days=1)
-    wanted: list[State] | None = [State(s) for s in states] if states else None
+    wanted = frozenset(State(s) for s in states) if states else None
     if in_doubt:
-        wanted = [State.PENDING, State.IN_DOUBT]
+        wanted = frozenset({State.PENDING, State.IN_DOUBT})
+    selection = Selection(start, stop, session.terminal_url_filter(), wanted)
     with session.open_journal() as j:
-        entries = list(j.entries(
-            since=start, until=stop, terminal=session.terminal_url_filter(), states=wanted
-        ))
-        if session.json:
-            session.print_json([entry_to_dict(e) for e in entries])
+        if show_all:
+            _list_all(session, j, selection)
         else:
-            render_entries(session.out, entries, session.lang, str(j.path))
+            _list_page(session, j, selection, limit or DEFAULT_LIMIT)
     return ExitStatus.OK
+
+
+def _list_page(session: Session, j: Journal, selection: Selection, limit: int) -> None:
+    """The newest ``limit`` entries of ``selection``: read, laid out and written alone."""
+    page = j.page(selection, limit)
+    if session.json:
+        session.print_json([entry_to_dict(e) for e in page.entries])
+        if page.more:  # stdout is the list alone; a person trying it by hand is told
+            session.err.print(_more(session, page), markup=False, highlight=False)
+        return
+    # Entries in doubt may be older than the page: count them all, from an index.
+    doubtful = j.count(selection.only(OPEN_STATES)) if page.more else None
+    render_entries(session.out, page.entries, session.lang, str(j.path), more=page.more,
+                   in_doubt=doubtful)
+
+
+def _more(session: Session, page: Page) -> str:
+    shown, total = len(page.entries), page.total
+    return session.t("journal_more", shown=shown, total=total, more=page.more)
+
+
+def _list_all(session: Session, j: Journal, selection: Selection) -> None:
+    """Every entry of ``selection``, streamed: memory stays flat at any journal size."""
+    entries = j.select(selection)
+    if session.json:
+        write_entries_json(session.env.out, entries)
+        return
+    terminals = [selection.terminal] if selection.terminal is not None else j.terminals()
+    render_entries(session.out, entries, session.lang, str(j.path), terminals=terminals,
+                   id_width=len(str(j.last_id())))
 
 
 @journal.command("show", epilog=EXIT_CODES_HELP)

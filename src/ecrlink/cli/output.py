@@ -9,10 +9,15 @@ is never read as markup.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import IO, Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -24,8 +29,12 @@ from ..protocol import VIETNAM_TIME, Outcome, Result
 from .messages import text
 
 __all__ = [
+    "LIST_CHUNK",
+    "LIST_COLUMNS",
     "RECEIPT_FIELDS",
+    "ListColumn",
     "entry_to_dict",
+    "fit_widths",
     "format_time",
     "format_vnd",
     "info_grid",
@@ -33,6 +42,7 @@ __all__ = [
     "render_entry",
     "render_result",
     "result_panel",
+    "write_entries_json",
 ]
 
 RECEIPT_FIELDS = (
@@ -181,46 +191,223 @@ def _state_text(state: State) -> Text:
     return Text(label, style=_STATE_STYLE[state])
 
 
-def render_entries(console: Console, entries: list[Entry], lang: str, path: str) -> None:
-    """The journal as a table; in-doubt rows stand out (reverse red, and counted below)."""
-    if not entries:
+# --- journal lists -------------------------------------------------------------------
+
+LIST_CHUNK = 500
+"""Entries laid out and written at a time by a list (``journal list --all``)."""
+
+_GAP = "  "
+_CUT_MIN = 6
+"""A column that may be cut keeps at least this many cells (``ht…:80``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListColumn:
+    """One column of a journal list and what it may give up on a narrow console."""
+
+    key: str
+    """The header's message key."""
+    right: bool
+    """Right-justified (numbers)."""
+    cut: bool
+    """May be shortened with "…" (a long terminal URL). No other column ever is:
+    the id above all, the number a cashier types into ``journal resolve``."""
+    drop: int
+    """0: always shown; otherwise left out, lowest first, when the line does not fit."""
+
+
+LIST_COLUMNS = (
+    ListColumn("col_id", right=True, cut=False, drop=0),
+    ListColumn("col_created", right=False, cut=False, drop=0),
+    ListColumn("col_terminal", right=False, cut=True, drop=4),
+    ListColumn("col_command", right=False, cut=False, drop=3),
+    ListColumn("col_state", right=False, cut=False, drop=0),
+    ListColumn("col_amount", right=True, cut=False, drop=0),
+    ListColumn("col_invoice", right=False, cut=False, drop=5),
+    ListColumn("col_receipt", right=False, cut=False, drop=2),
+    ListColumn("col_card", right=False, cut=False, drop=1),
+)
+
+
+def _line_width(widths: Sequence[int | None]) -> int:
+    shown = [w for w in widths if w is not None]
+    return sum(shown) + len(_GAP) * max(0, len(shown) - 1)
+
+
+def fit_widths(
+    natural: Sequence[int], columns: Sequence[ListColumn], width: int
+) -> list[int | None]:
+    """Column widths for a console ``width`` cells wide; None for a column left out.
+
+    Each column gets its ``natural`` width if the line fits. Otherwise the columns that
+    may be cut give up cells, widest first, down to a few; if that is not enough, whole
+    columns are left out in their ``drop`` order (the others getting their width back
+    each time). A column that is not cut keeps its full width, even if the line is then
+    wider than the console (a console too narrow for the id, time, state and amount).
+    """
+    order = sorted((c.drop, i) for i, c in enumerate(columns) if c.drop)
+    widths: list[int | None] = list(natural)
+    for dropped in range(len(order) + 1):
+        gone = {i for _, i in order[:dropped]}
+        widths = [None if i in gone else w for i, w in enumerate(natural)]
+        while _line_width(widths) > width:
+            shrinkable = [i for i, c in enumerate(columns)
+                          if c.cut and (w := widths[i]) is not None and w > _CUT_MIN]
+            if not shrinkable:
+                break
+            widest = max(shrinkable, key=lambda i: widths[i] or 0)
+            widths[widest] = (widths[widest] or 0) - 1
+        if _line_width(widths) <= width:
+            break
+    return widths
+
+
+def _cells(entry: Entry) -> list[tuple[str, str | None]]:
+    """One entry's cells in ``LIST_COLUMNS`` order, with their styles."""
+    loud = entry.state in _LOUD_STATES
+    return [
+        (str(entry.id), None),
+        (_short_time(entry.created_at), None),
+        (entry.terminal, None),
+        (entry.command, None),
+        (entry.state.value.upper() if loud else entry.state.value, _STATE_STYLE[entry.state]),
+        (_thousands(entry.amount), None),
+        (entry.invoice, None),
+        (entry.receipt_no or entry.void_of or "", None),
+        (f"…{entry.card_last4}" if entry.card_last4 else "", None),
+    ]
+
+
+def _fit(value: str, width: int, column: ListColumn) -> str:
+    size = cell_len(value)
+    if size > width and column.cut:
+        # Cut in the middle: terminals differ at the end (address, port, device) as
+        # much as at the start (http:, serial:).
+        head = (width - 1) // 3
+        tail = width - 1 - head
+        return value[:head] + "…" + value[-tail:] if tail else value[:head] + "…"
+    pad = " " * max(0, width - size)
+    return pad + value if column.right else value + pad
+
+
+def _line(
+    cells: Sequence[tuple[str, str | None]], widths: Sequence[int | None],
+    columns: Sequence[ListColumn], style: str = "",
+) -> Text:
+    line = Text(style=style, no_wrap=True, end="")
+    for (value, cell_style), width, column in zip(cells, widths, columns, strict=True):
+        if width is None:
+            continue
+        if line:
+            line.append(_GAP)
+        line.append(_fit(value, width, column), cell_style)
+    line.rstrip()
+    return line
+
+
+def _emit(console: Console, lines: list[Text]) -> None:
+    """Write ``lines`` in one go: plain text when nothing would be styled (a pipe, a
+    file: fast at any size), through Rich on a console that shows colours."""
+    if console.color_system is None:
+        console.file.write("".join(line.plain + "\n" for line in lines))
+        console.file.flush()
+    else:
+        console.print(Text("\n").join(lines), soft_wrap=True)
+
+
+def _reader_gone(console: Console) -> bool:
+    # ``streams.SafeStream`` notes a reader that closed the pipe (``| head``): nothing
+    # more will be read, so the rest of a long list is not worth reading either.
+    return bool(getattr(console.file, "_gone", False))
+
+
+def _count(number: int, lang: str) -> str:
+    return _thousands(number) if lang == "vi" else f"{number:,}"
+
+
+def render_entries(
+    console: Console,
+    entries: Iterable[Entry],
+    lang: str,
+    path: str,
+    *,
+    terminals: Collection[str] | None = None,
+    id_width: int = 0,
+    more: int = 0,
+    in_doubt: int | None = None,
+    chunk: int = LIST_CHUNK,
+) -> None:
+    """The journal as a table, written ``chunk`` rows at a time; in-doubt rows stand out.
+
+    ``entries`` may be a stream of any length: only one chunk is held at a time, laid
+    out with the column widths measured on the first (``id_width``: the widest id to
+    come, so that ids line up and are never cut). ``terminals``: those the entries may
+    name (default: the first chunk's); one is named in the title instead of a column.
+    ``more``: entries of the selection left out (a footer says how to see them);
+    ``in_doubt``: open entries in the whole selection (default: those shown).
+    """
+    rows = iter(entries)
+    batch = list(islice(rows, chunk))
+    if not batch:
         console.print(Text(text("journal_empty", lang)))
         return
-    terminals = sorted({e.terminal for e in entries})
+    names = set(terminals) if terminals is not None else {e.terminal for e in batch}
     # One terminal (the usual shop): name it in the title and keep its column out, so
-    # the table fits the 80 columns a cashier's console usually has.
+    # the list fits the 80 columns a cashier's console usually has.
     title = text("journal_title", lang, path=path)
-    if len(terminals) == 1:
-        title += f"\n{text('col_terminal', lang)}: {terminals[0]}"
-    table = Table(title=Text(title), box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
-    keys = [
-        ("col_id", "right"), ("col_created", "left"), ("col_terminal", "left"),
-        ("col_command", "left"), ("col_state", "left"), ("col_amount", "right"),
-        ("col_invoice", "left"), ("col_receipt", "left"), ("col_card", "left"),
-    ]
-    if len(terminals) == 1:
-        keys.remove(("col_terminal", "left"))
-    for key, justify in keys:
-        table.add_column(
-            text(key, lang), justify=justify,  # type: ignore[arg-type]
-            overflow="fold", no_wrap=key != "col_terminal",
-        )
-    doubtful = 0
-    for e in entries:
-        open_ = e.state in OPEN_STATES
-        doubtful += open_
-        cells: list[str | Text] = [
-            str(e.id), _short_time(e.created_at), Text(e.terminal), e.command,
-            _state_text(e.state), _thousands(e.amount), Text(e.invoice),
-            Text(e.receipt_no or e.void_of or ""),
-            Text(f"…{e.card_last4}" if e.card_last4 else ""),
-        ]
-        if len(terminals) == 1:
-            del cells[2]
-        table.add_row(*cells, style="bold" if open_ else None)
-    console.print(table)
+    if len(names) == 1:
+        title += f"\n{text('col_terminal', lang)}: {next(iter(names))}"
+    keep = [i for i, c in enumerate(LIST_COLUMNS)
+            if not (len(names) == 1 and c.key == "col_terminal")]
+    columns = [LIST_COLUMNS[i] for i in keep]
+    headers = [(text(c.key, lang), None) for c in columns]
+    cells = [[row[i] for i in keep] for row in map(_cells, batch)]
+    natural = [max(cell_len(value) for value, _ in column)
+               for column in zip(headers, *cells, strict=True)]
+    natural[0] = max(natural[0], id_width)
+    widths = fit_widths(natural, columns, console.width)
+    console.print(Text(title))
+    head = _line(headers, widths, columns, "bold")
+    _emit(console, [head, Text("─" * _line_width(widths))])
+    shown = open_shown = 0
+    while batch:
+        flags = [e.state in OPEN_STATES for e in batch]
+        _emit(console, [_line(row, widths, columns, "bold" if open_ else "")
+                        for row, open_ in zip(cells, flags, strict=True)])
+        shown += len(batch)
+        open_shown += sum(flags)
+        if _reader_gone(console):
+            return
+        batch = list(islice(rows, chunk))
+        cells = [[row[i] for i in keep] for row in map(_cells, batch)]
+    doubtful = open_shown if in_doubt is None else in_doubt
     if doubtful:
         console.print(Text(text("journal_in_doubt_count", lang, count=doubtful), style="bold red"))
+        if doubtful > open_shown:
+            console.print(Text(text("journal_in_doubt_hidden", lang), style="bold red"))
+    if more:
+        console.print(Text(text("journal_more", lang, shown=_count(shown, lang),
+                                total=_count(shown + more, lang), more=_count(more, lang))))
+
+
+def write_entries_json(
+    stream: IO[str], entries: Iterable[Entry], *, chunk: int = LIST_CHUNK
+) -> None:
+    """``entries`` as one JSON array of ``entry_to_dict``, written ``chunk`` at a time.
+
+    The same text as ``json.dumps`` of the whole list (ASCII-only), without ever
+    holding the list: ``journal list --all --json`` on any journal in flat memory.
+    """
+    rows = iter(entries)
+    stream.write("[")
+    separator = ""
+    while batch := list(islice(rows, chunk)):
+        stream.write(separator + ", ".join(json.dumps(entry_to_dict(e)) for e in batch))
+        separator = ", "
+        if getattr(stream, "_gone", False):  # see _reader_gone
+            return
+    stream.write("]\n")
+    stream.flush()
 
 
 def render_entry(
