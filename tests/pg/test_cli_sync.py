@@ -142,14 +142,14 @@ def test_follow_stops_on_sigterm_within_its_interval(
 ) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ecrlink", "journal", "sync", "--to", central_url, "--site",
-         "STORE42", "--journal", str(journal), "--follow", "--interval", "0.2"],
+         "STORE42", "--journal", str(journal), "--follow", "--interval", "0.2", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         stdin=subprocess.DEVNULL,
     )
     try:
         assert proc.stdout is not None
-        shipped = proc.stdout.readline()
-        assert "shipped" in shipped
+        shipped = json.loads(proc.stdout.readline())
+        assert shipped["site"] == "STORE42" and shipped["changes"] > 0
         assert_same(journal, central_url, "STORE42")
     finally:
         started = time.monotonic()

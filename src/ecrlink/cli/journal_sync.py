@@ -133,6 +133,10 @@ def sync(
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
 
     def report(key: str, values: dict[str, object]) -> None:
+        if session.json and key == "shipped":  # one JSON object per line on stdout
+            session.print_json({"site": site, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                **values})
+            return
         line = _say(session, key, at=time.strftime("%H:%M:%S"), **values)
         stream = session.env.out if key == "shipped" else session.env.err
         stream.write(("" if key == "shipped" else "ecrlink: ") + line + "\n")
