@@ -193,6 +193,11 @@ def test_in_doubt_resolved_by_the_manager(
     assert "Đừng cho khách quẹt thẻ lần nữa" in doubt and "quản lý" in doubt
     shot(page, out, "doubt_1_cashier")
     assert payment_of(bridge, invoice)["state"] == "in_doubt"
+    # The next customer cannot pay on that terminal until the manager says what happened.
+    page.click("#new-sale")
+    pay(page, "10000", new_invoice())
+    page.wait_for_selector("#sale-error:has-text('chưa rõ kết quả')", timeout=WAIT_MS)
+    assert page.is_hidden("#outcome-result")
     errors.check()
     cashier.close()
 
@@ -344,3 +349,38 @@ def test_manager_screen_follows_live_events(page: Any, bridge: Any) -> None:
     invoice = new_invoice()
     sell(bridge, 64000, invoice)  # from another register; nobody presses Refresh
     page.locator("#payments-table tbody tr", has_text=invoice).wait_for(timeout=10_000)
+
+
+def test_every_control_has_a_name(page: Any, bridge: Any) -> None:
+    """Screen readers and Playwright find every input by its label, every button by
+    its name, on both screens and in the dialogs."""
+    login(page, bridge, bridge.manager_key)
+    page.get_by_role("button", name="Quản lý").click()
+    page.wait_for_selector("#terminals-table tbody tr")
+    unnamed = page.evaluate("""() => {
+        const bad = [];
+        for (const el of document.querySelectorAll("input, select, textarea")) {
+          if (!el.labels.length && !el.getAttribute("aria-label")) bad.push(el.outerHTML);
+        }
+        for (const el of document.querySelectorAll("button, a[href]")) {
+          if (!el.textContent.trim() && !el.getAttribute("aria-label")) bad.push(el.outerHTML);
+        }
+        return bad;
+    }""")
+    assert unnamed == []
+    small = page.evaluate("""() => [...document.querySelectorAll("button")]
+        .filter((b) => b.offsetParent !== null)
+        .filter((b) => b.getBoundingClientRect().height < 44)
+        .map((b) => b.outerHTML)""")
+    assert small == []  # counter touchscreens: 44 px or more
+
+
+def test_a_double_tap_on_pay_is_one_sale(page: Any, bridge: Any, sim: Simulator) -> None:
+    login(page, bridge, bridge.register_key)
+    invoice = new_invoice()
+    page.fill("#amount", "52000")
+    page.fill("#invoice", invoice)
+    page.dblclick("#pay")
+    assert wait_result(page) == "Thanh toán thành công"
+    assert payment_of(bridge, invoice)["state"] == "approved"
+    assert ledger(sim, invoice) == [("approved", 52000)]

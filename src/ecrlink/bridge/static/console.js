@@ -324,7 +324,16 @@ function saleError(message, field = null) {
 }
 
 async function startSale({ allowDuplicate }) {
-  if (app.sale) return;
+  if (app.sale || app.starting) return;
+  app.starting = true; // a second tap while this one is being checked does nothing
+  try {
+    await startSaleOnce({ allowDuplicate });
+  } finally {
+    app.starting = false;
+  }
+}
+
+async function startSaleOnce({ allowDuplicate }) {
   const terminal = $("terminal").value;
   const amount = Number(app.digits || "0");
   const invoice = $("invoice").value.trim();
@@ -332,12 +341,25 @@ async function startSale({ allowDuplicate }) {
   if (!Number.isSafeInteger(amount) || amount <= 0) return saleError(t("amount_required"), "amount");
   saleError("");
   show($("pay-dup"), false);
+  setFormBusy(true);
+  const doubt = await stillInDoubt(terminal);
+  setFormBusy(false);
+  if (doubt) return saleError(t("err_in_doubt"), "terminal");
   const same = app.retry && app.retry.terminal === terminal && app.retry.amount === amount
     && app.retry.invoice === invoice && app.retry.allowDuplicate === allowDuplicate;
   const key = same ? app.retry.key : newIdempotencyKey();
   app.sale = { key, terminal, amount, invoice, allowDuplicate, started: Date.now() };
   keepSale();
   await runSale((opts) => app.client.pay(terminal, { amount, invoice, allowDuplicate }, opts));
+}
+
+/** A terminal with a payment in doubt takes no sale (the bridge would refuse it with
+ * `in_doubt`, but only after trying once more to learn the outcome): say so at once.
+ * Asked afresh, since a manager may have resolved it meanwhile. */
+async function stillInDoubt(terminal) {
+  if (app.terminals.find((x) => x.name === terminal)?.state !== "in_doubt") return false;
+  await refreshTerminals();
+  return app.terminals.find((x) => x.name === terminal)?.state === "in_doubt";
 }
 
 /** Follow a sale that was running when the page was reloaded, by its payment id. */
