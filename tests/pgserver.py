@@ -5,7 +5,7 @@ directory. When the tests run as root (CI, containers) the server runs as the
 ``postgres`` user, which PostgreSQL requires. ``stop()``/``start()`` take it down and
 bring it back on the same port and data (the outage faults); ``destroy()`` removes it.
 
-Binaries: ``$ECRLINK_PG_BINDIR``, else ``pg_ctl`` on the PATH, else Debian's
+Binaries: ``$ECRLINK_PG_BINDIR`` (only there when set), else ``pg_ctl`` on the PATH, else Debian's
 ``/usr/lib/postgresql/<version>/bin`` (``apt-get install postgresql``).
 """
 
@@ -26,9 +26,12 @@ __all__ = ["PgServer", "find_bindir"]
 
 def find_bindir() -> Path | None:
     """The directory holding ``initdb`` and ``pg_ctl``, or None if there is none."""
+    exe = ".exe" if sys.platform == "win32" else ""
+    if os.environ.get("ECRLINK_PG_BINDIR"):  # exactly this one, or none
+        chosen = Path(os.environ["ECRLINK_PG_BINDIR"])
+        ok = (chosen / f"initdb{exe}").is_file() and (chosen / f"pg_ctl{exe}").is_file()
+        return chosen if ok else None
     candidates: list[Path] = []
-    if os.environ.get("ECRLINK_PG_BINDIR"):
-        candidates.append(Path(os.environ["ECRLINK_PG_BINDIR"]))
     on_path = shutil.which("pg_ctl")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
@@ -40,7 +43,6 @@ def find_bindir() -> Path | None:
             return 0.0
 
     candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
-    exe = ".exe" if sys.platform == "win32" else ""
     for directory in candidates:
         if (directory / f"initdb{exe}").is_file() and (directory / f"pg_ctl{exe}").is_file():
             return directory
