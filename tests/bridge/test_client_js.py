@@ -11,8 +11,10 @@ get the same payment, one sale at the terminal.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +199,72 @@ def test_module_loads_nothing_from_elsewhere(page: Any, bridge: Any) -> None:
     assert src.status_code == 200 and "javascript" in src.headers["content-type"]
     assert "eval(" not in src.text and "new Function" not in src.text
     assert re.search(r"^\s*import\s", src.text, re.M) is None  # no dependencies
+
+
+REGISTER_PAGE = """<!doctype html><meta charset="utf-8"><title>POS</title>
+<script type="module">
+  import { createClient } from "%s/v1/client.js";
+  window.payHere = (key, invoice) => createClient({ apiKey: key })
+    .pay("lane1", { amount: 99000, invoice })
+    .then((p) => p.state, (e) => `error ${e.code}`);
+  window.ready = true;
+</script>"""
+
+
+@pytest.fixture
+def web_register() -> Iterator[Callable[[str], str]]:
+    """A web POS on its own origin (another port of 127.0.0.1): ``serve(html)`` gives
+    its URL."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get("page", b"")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve(html: str) -> str:
+        pages["page"] = html.encode()
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield serve
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_web_register_on_another_origin(
+    browser: Any, make_bridge: Callable[..., Any], sim: Simulator,
+    web_register: Callable[[str], str],
+) -> None:
+    """The module imported across origins, as a web POS does: allowed origins pay,
+    others get nothing from the bridge (and nothing is charged)."""
+    url = web_register("")
+    origin = url.rstrip("/")
+    allowed = make_bridge(serve_extra=f'allowed_origins = ["{origin}"]')
+    other = make_bridge(name="other", serve_extra='allowed_origins = ["https://pos.example.vn"]')
+    for bridge, expected in ((allowed, "approved"), (other, "error network_error")):
+        web_register(REGISTER_PAGE % bridge.url)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        invoice = f"JS{uuid.uuid4().hex[:10].upper()}"
+        if expected == "approved":
+            page.wait_for_function("window.ready === true")
+            assert page.evaluate("([k, i]) => window.payHere(k, i)",
+                                 [bridge.register_key, invoice]) == expected
+            assert ledger_sales(sim, invoice) == [("approved", 99000)]
+        else:
+            # Not even the module loads for an origin the bridge does not allow.
+            page.wait_for_timeout(1000)
+            assert page.evaluate("window.ready === true") is False
+            assert ledger_sales(sim, invoice) == []
+        context.close()
