@@ -1,21 +1,28 @@
-"""Reconciliation at a chain's scale, beside a plain hash join of the same files.
+"""Reconciliation beside DuckDB and polars doing a plain join of the same files.
 
-    python bench/bench_reconcile.py                # quick check, 50,000 rows a side
-    python bench/bench_reconcile.py --rows 1000000 # the issue's figure
+    python bench/bench_reconcile.py                   # 10k, 100k, 1M rows; CSV and XLSX
+    python bench/bench_reconcile.py --sizes 100000    # one size
+    python bench/bench_reconcile.py --big             # also 10M rows (minutes, ~20 GB disk)
 
-Generates, in a temporary directory, a register side (the POS's invoice list, a
-title block above Vietnamese headers, amounts written ``1.234.567``) and a bank
-side (the simulator's statement format) with discrepancies of every category
-planted at known counts. Then, each in its own process so peak memory is its own:
+Generates a register side (the POS's invoice list: a title block above Vietnamese
+headers, amounts written ``1.234.567``) and a bank side (the simulator's statement)
+with discrepancies of every category planted at known counts, as CSV, and at 100k
+rows also as XLSX. Then runs, each in its own process (so its peak memory is its
+own), alternating, the same work three ways:
 
-- ``ecrlink``: ``reconcile()`` in full (read both files, every key, voids,
-  duplicates, summary), checked against the planted counts;
-- ``join``: a plain full outer hash join of the same two files on the invoice key,
-  with DuckDB (``pip install 'ecrlink[bench]'``), or pandas if that is what is
-  installed, counting matched and unmatched rows.
+- ``json``: ``ecrlink reconcile --json`` (read both, every key, voids, duplicates,
+  every row written as JSON to a file), against DuckDB and polars each doing a full
+  outer join on invoice + amount and writing every joined row as JSON to a file;
+- ``summary``: ``ecrlink reconcile`` (counts and totals per category, the first
+  discrepancies), against the same joins reduced to counts;
+- ``xlsx`` (100k): ``ecrlink reconcile --json`` on XLSX files, against polars reading
+  them with calamine (``pl.read_excel``), joining and writing JSON. (DuckDB reads
+  XLSX only through an extension it downloads: not here.)
 
-Prints one JSON document: seconds and peak RSS of each, and their ratios (fastest
-run against fastest run, and median against median: the machine may be shared).
+Times are wall clock of the whole process (start-up and imports included, for
+everyone), best of ``--repeat``; memory is the process's peak RSS. ecrlink's answer
+is checked against the planted counts. Prints a table (Markdown) and, with
+``--json``, the figures as JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +32,6 @@ import json
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +48,7 @@ BANK_HEADER = (
 )
 REGISTER_TITLE = "BÁO CÁO HÓA ĐƠN THANH TOÁN THẺ\nCửa hàng: Chuỗi siêu thị ABC\n\n"
 REGISTER_HEADER = "Mã hóa đơn,Ngày,Số tiền,Số thẻ,Mã chuẩn chi,Số tham chiếu,Loại"
+TITLE_ROWS = 3
 
 # Share of transactions planted in each case (the rest match by invoice).
 PLANTED = {
@@ -53,6 +60,9 @@ PLANTED = {
     "by_card_approval": 0.03,
     "by_ref_no": 0.01,
 }
+SIZES = (10_000, 100_000, 1_000_000)
+BIG = 10_000_000
+XLSX_SIZE = 100_000
 
 
 def _vn(amount: int) -> str:
@@ -60,95 +70,188 @@ def _vn(amount: int) -> str:
 
 
 def generate(directory: Path, rows: int, seed: int = 7) -> dict[str, Any]:
-    """Write ``register.csv`` and ``bank.csv``; return their paths and the expected
-    category counts."""
+    """Write ``register.csv`` and ``bank.csv`` (streamed: any size fits in memory);
+    return their paths and the expected category counts."""
     rng = random.Random(seed)
     start = datetime(2026, 3, 1, 8, 0, 0)
     step = timedelta(days=30) / rows
     expected = dict.fromkeys(
         ("matched", "amount_mismatch", "ecr_only", "bank_only", "duplicate", "voided"), 0
     )
-    bank_lines: list[str] = [BANK_HEADER]
-    reg_lines: list[str] = [REGISTER_HEADER]
+    register = directory / "register.csv"
+    bank = directory / "bank.csv"
+    counts = {"register": 0, "bank": 0}
     receipts = [0] * 64
     cuts: list[tuple[float, str]] = []
     acc = 0.0
     for name, share in PLANTED.items():
         acc += share
         cuts.append((acc, name))
+    with open(register, "w", encoding="utf-8", newline="\n") as reg_out, \
+            open(bank, "w", encoding="utf-8-sig", newline="\n") as bank_out:
+        reg_out.write(REGISTER_TITLE + REGISTER_HEADER + "\n")
+        bank_out.write(BANK_HEADER + "\n")
 
-    def bank_row(when: datetime, tid: int, card: str, amount: int, approval: str, rrn: str,
-                 invoice: str, kind: str) -> None:
-        receipts[tid] += 1
-        bank_lines.append(
-            f"{when:%d/%m/%Y %H:%M:%S},{31000000 + tid},000000100091555,970436******{card},"
-            f"{amount},{approval},{rrn},{invoice},REF{tid},{1 + tid % 9:06d},"
-            f"{receipts[tid]:06d},{kind}"
-        )
+        def reg_line(line: str) -> None:
+            reg_out.write(line + "\n")
+            counts["register"] += 1
 
-    for n in range(rows):
-        when = start + step * n
-        tid = n % 64
-        card = f"{rng.randrange(10000):04d}"
-        amount = rng.randrange(10, 5000) * 1000
-        approval = f"{rng.randrange(1_000_000):06d}"
-        rrn = f"{600000000000 + n}"
-        invoice = f"HD{n:08d}"
-        r = rng.random()
-        case = next((name for cut, name in cuts if r < cut), "by_invoice")
-        reg_card = f"9704 XXXX XXXX {card}"
-        reg = f"{invoice},{when:%Y-%m-%dT%H:%M:%S},{_vn(amount)},{reg_card},{approval},{rrn},Bán"
-        if case == "ecr_only":
-            reg_lines.append(reg)
-            expected["ecr_only"] += 1
-        elif case == "bank_only":
-            bank_row(when, tid, card, amount, approval, rrn, f"X{n:08d}", "SALE")
-            expected["bank_only"] += 1
-        elif case == "amount_mismatch":
-            reg_lines.append(reg)
-            bank_row(when, tid, card, amount + 1000, approval, rrn, invoice, "SALE")
-            expected["amount_mismatch"] += 1
-        elif case == "duplicate":
-            reg_lines.append(reg)
-            bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
-            later = when + timedelta(minutes=2)
-            bank_row(later, tid, card, amount, f"{rng.randrange(1_000_000):06d}",
-                     f"7{rrn[1:]}", invoice, "SALE")
-            expected["matched"] += 1
-            expected["duplicate"] += 1
-        elif case == "voided":
-            reg_lines.append(reg)
-            reg_lines.append(reg.replace(",Bán", ",Hủy"))
-            bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
-            bank_row(when + timedelta(minutes=1), tid, card, amount, approval,
-                     f"8{rrn[1:]}", invoice, "VOID")
-            expected["voided"] += 1
-        elif case == "by_card_approval":
-            reg_lines.append(reg)
-            bank_row(when, tid, card, amount, approval, rrn, "", "SALE")
-            expected["matched"] += 1
-        elif case == "by_ref_no":
-            reg_lines.append(reg)
-            bank_lines.append(
-                f"{when:%d/%m/%Y %H:%M:%S},{31000000 + tid},000000100091555,,{amount},,"
-                f"{rrn},,,000001,{n % 999999:06d},SALE"
+        def bank_line(line: str) -> None:
+            bank_out.write(line + "\n")
+            counts["bank"] += 1
+
+        def bank_row(when: datetime, tid: int, card: str, amount: int, approval: str,
+                     rrn: str, invoice: str, kind: str) -> None:
+            receipts[tid] += 1
+            bank_line(
+                f"{when:%d/%m/%Y %H:%M:%S},{31000000 + tid},000000100091555,970436******{card},"
+                f"{amount},{approval},{rrn},{invoice},REF{tid},{1 + tid % 9:06d},"
+                f"{receipts[tid]:06d},{kind}"
             )
-            expected["matched"] += 1
-        else:
-            reg_lines.append(reg)
-            bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
-            expected["matched"] += 1
-    register = directory / "register.csv"
-    bank = directory / "bank.csv"
-    register.write_text(REGISTER_TITLE + "\n".join(reg_lines) + "\n", encoding="utf-8")
-    bank.write_bytes(("\ufeff" + "\n".join(bank_lines) + "\n").encode("utf-8"))
+
+        for n in range(rows):
+            when = start + step * n
+            tid = n % 64
+            card = f"{rng.randrange(10000):04d}"
+            amount = rng.randrange(10, 5000) * 1000
+            approval = f"{rng.randrange(1_000_000):06d}"
+            rrn = f"{600000000000 + n}"
+            invoice = f"HD{n:08d}"
+            r = rng.random()
+            case = next((name for cut, name in cuts if r < cut), "by_invoice")
+            reg_card = f"9704 XXXX XXXX {card}"
+            reg = (f"{invoice},{when:%Y-%m-%dT%H:%M:%S},{_vn(amount)},{reg_card},{approval},"
+                   f"{rrn},Bán")
+            if case == "ecr_only":
+                reg_line(reg)
+                expected["ecr_only"] += 1
+            elif case == "bank_only":
+                bank_row(when, tid, card, amount, approval, rrn, f"X{n:08d}", "SALE")
+                expected["bank_only"] += 1
+            elif case == "amount_mismatch":
+                reg_line(reg)
+                bank_row(when, tid, card, amount + 1000, approval, rrn, invoice, "SALE")
+                expected["amount_mismatch"] += 1
+            elif case == "duplicate":
+                reg_line(reg)
+                bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
+                later = when + timedelta(minutes=2)
+                bank_row(later, tid, card, amount, f"{rng.randrange(1_000_000):06d}",
+                         f"7{rrn[1:]}", invoice, "SALE")
+                expected["matched"] += 1
+                expected["duplicate"] += 1
+            elif case == "voided":
+                reg_line(reg)
+                reg_line(reg.replace(",Bán", ",Hủy"))
+                bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
+                bank_row(when + timedelta(minutes=1), tid, card, amount, approval,
+                         f"8{rrn[1:]}", invoice, "VOID")
+                expected["voided"] += 1
+            elif case == "by_card_approval":
+                reg_line(reg)
+                bank_row(when, tid, card, amount, approval, rrn, "", "SALE")
+                expected["matched"] += 1
+            elif case == "by_ref_no":
+                reg_line(reg)
+                bank_line(
+                    f"{when:%d/%m/%Y %H:%M:%S},{31000000 + tid},000000100091555,,{amount},,"
+                    f"{rrn},,,000001,{n % 999999:06d},SALE"
+                )
+                expected["matched"] += 1
+            else:
+                reg_line(reg)
+                bank_row(when, tid, card, amount, approval, rrn, invoice, "SALE")
+                expected["matched"] += 1
     return {
         "register": str(register),
         "bank": str(bank),
-        "register_rows": len(reg_lines) - 1,
-        "bank_rows": len(bank_lines) - 1,
+        "register_rows": counts["register"],
+        "bank_rows": counts["bank"],
         "expected": expected,
     }
+
+
+def to_xlsx(csv_path: str, xlsx_path: str, *, skip: int = 0) -> None:
+    """The same file as a merchant portal's XLSX: amounts of the bank as numbers."""
+    import csv
+
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(xlsx_path, {"constant_memory": True})
+    sheet = book.add_worksheet("Sheet1")
+    with open(csv_path, encoding="utf-8-sig", newline="") as fh:
+        for r, row in enumerate(csv.reader(fh)):
+            for c, cell in enumerate(row):
+                if r > skip and cell.isdigit() and c == 4 and skip == 0:
+                    sheet.write_number(r, c, int(cell))
+                elif cell:
+                    sheet.write_string(r, c, cell)
+    book.close()
+
+
+# --- the contenders, each run as a child process ---------------------------------------------
+
+
+def _child(kind: str, mode: str, register: str, bank: str, out: str) -> None:
+    """Do one contender's work; the parent times the whole process."""
+    if kind == "ecrlink":
+        from ecrlink.cli import cli
+
+        args = ["reconcile", "--bank", bank, "--invoices", register]
+        if mode in ("json", "xlsx"):
+            args.append("--json")
+        with open(out, "w", encoding="ascii", buffering=1 << 20) as fh:
+            sys.stdout = fh
+            try:
+                cli.main(args, prog_name="ecrlink")
+            except SystemExit as exc:
+                if exc.code not in (0, 10):
+                    raise
+            finally:
+                sys.stdout = sys.__stdout__
+        return
+    if kind == "polars":
+        import polars as pl
+
+        if mode == "xlsx":
+            r = pl.read_excel(register, engine="calamine", infer_schema_length=0,
+                              read_options={"header_row": TITLE_ROWS})
+            b = pl.read_excel(bank, engine="calamine", infer_schema_length=0)
+            lr, lb = r.lazy(), b.lazy()
+        else:
+            lr = pl.scan_csv(register, skip_rows=TITLE_ROWS, infer_schema=False)
+            lb = pl.scan_csv(bank, infer_schema=False)
+        lr = lr.with_columns(pl.col("Số tiền").str.replace_all(".", "", literal=True)
+                             .cast(pl.Int64).alias("_amount"))
+        lb = lb.with_columns(pl.col("Amount").cast(pl.Int64).alias("_amount"))
+        joined = lr.join(lb, left_on=["Mã hóa đơn", "_amount"], right_on=["Invoice", "_amount"],
+                         how="full", coalesce=False)
+        if mode == "summary":
+            counts = joined.select(pl.col("Mã hóa đơn").is_null().alias("no_register"),
+                                   pl.col("Invoice").is_null().alias("no_bank"))
+            counts.group_by("no_register", "no_bank").len().collect()
+        else:
+            joined.sink_ndjson(out)
+        return
+    if kind == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        query = f"""
+            WITH r AS (SELECT *, replace("Số tiền", '.', '')::BIGINT AS _amount
+                       FROM read_csv('{register}', skip={TITLE_ROWS}, header=true,
+                                     all_varchar=true)),
+                 b AS (SELECT *, "Amount"::BIGINT AS _amount_b
+                       FROM read_csv('{bank}', header=true, all_varchar=true))
+            SELECT * FROM r FULL OUTER JOIN b
+            ON r."Mã hóa đơn" = b."Invoice" AND r._amount = b._amount_b"""
+        if mode == "summary":
+            con.execute(f"""SELECT "Mã hóa đơn" IS NULL, "Invoice" IS NULL, count(*)
+                            FROM ({query}) GROUP BY ALL""").fetchall()
+        else:
+            con.execute(f"COPY ({query}) TO '{out}' (FORMAT json)")
+        return
+    raise SystemExit(f"unknown contender {kind}")
 
 
 def _peak_rss_mb() -> float:
@@ -156,129 +259,146 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child_ecrlink(register: str, bank: str, engine: str) -> dict[str, Any]:
-    from ecrlink.reconcile import reconcile
-
-    if engine != "python":
-        # Imported before the clock starts, as the join's side imports duckdb.
-        from ecrlink.reconcile import _fast  # noqa: F401
-    t0 = time.perf_counter()
-    report = reconcile(bank, invoices=register, engine=engine)  # type: ignore[arg-type]
-    seconds = time.perf_counter() - t0
-    return {
-        "seconds": round(seconds, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-        "engine": report.engine,
-        "summary": {c.value: t.count for c, t in report.summary.items()},
-    }
-
-
-def _child_join(register: str, bank: str) -> dict[str, Any]:
-    try:
-        import duckdb
-    except ImportError:
-        duckdb = None
-    t0 = time.perf_counter()
-    if duckdb is not None:
-        con = duckdb.connect()
-        # Every column of both files as text (their amount formats differ), joined on
-        # the invoice key and materialised, as a report needs both sides' fields.
-        con.execute(
-            f"""
-            CREATE TABLE joined AS
-            WITH r AS (SELECT * FROM read_csv('{register}', skip=3, header=true,
-                                              all_varchar=true)),
-                 b AS (SELECT * FROM read_csv('{bank}', header=true, all_varchar=true))
-            SELECT * FROM r FULL OUTER JOIN b ON r."Mã hóa đơn" = b."Invoice"
-            """
-        )
-        rows = con.execute(
-            """SELECT "Mã hóa đơn" IS NULL AS no_register, "Invoice" IS NULL AS no_bank,
-                      count(*) FROM joined GROUP BY ALL ORDER BY ALL"""
-        ).fetchall()
-        tool = f"duckdb {duckdb.__version__}"
-    else:
-        import pandas as pd
-
-        r = pd.read_csv(register, skiprows=3, dtype=str)
-        b = pd.read_csv(bank, dtype=str, encoding="utf-8-sig")
-        joined = r.merge(b, how="outer", left_on="Mã hóa đơn", right_on="Invoice",
-                         indicator=True)
-        rows = list(joined["_merge"].value_counts().items())
-        tool = f"pandas {pd.__version__}"
-    seconds = time.perf_counter() - t0
-    return {
-        "seconds": round(seconds, 3),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-        "tool": tool,
-        "groups": [[str(c) for c in row] for row in rows],
-    }
-
-
-def _in_child(kind: str, register: str, bank: str, engine: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", kind, "--register", register, "--bank", bank,
-           "--engine", engine]
+def _run(kind: str, mode: str, files: dict[str, str], out: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, "--mode", mode,
+           "--register", files["register"], "--bank", files["bank"], "--out", out]
+    started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{kind} failed:\n{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+        raise SystemExit(f"{kind} {mode} failed:\n{done.stderr[-3000:]}")
+    peak = float(done.stderr.strip().splitlines()[-1])
+    return {"seconds": seconds, "peak_mb": peak}
 
 
-def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest run, with every run's seconds (the machine may be shared)."""
-    best = dict(min(runs, key=lambda r: float(r["seconds"])))
-    best["all_seconds"] = [r["seconds"] for r in runs]
-    best["peak_rss_mb"] = max(float(r["peak_rss_mb"]) for r in runs)
-    return best
+def _summary_of(path: str) -> dict[str, int]:
+    """The summary at the head of ecrlink's JSON document."""
+    with open(path, encoding="ascii") as fh:
+        head = fh.read(4096)
+    doc = json.loads(head[: head.index(', "rows": [')] + "}")
+    return {name: t["count"] for name, t in doc["summary"].items()}
+
+
+CONTENDERS = {"json": ("ecrlink", "duckdb", "polars"),
+              "summary": ("ecrlink", "duckdb", "polars"),
+              "xlsx": ("ecrlink", "polars")}  # fmt: skip
+GOALS = {"json": 1.5, "summary": 1.3, "xlsx": 1.5}
+
+
+def _measure(size: int, mode: str, files: dict[str, Any], tmp: Path,
+             repeat: int) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in CONTENDERS[mode]}
+    correct = True
+    for _ in range(repeat):  # alternated, so all see the same machine load
+        for kind in CONTENDERS[mode]:
+            out = str(tmp / f"out-{kind}-{mode}.json")
+            runs[kind].append(_run(kind, mode, files, out))
+            if kind == "ecrlink" and mode != "summary":
+                correct &= _summary_of(out) == files["expected"]
+            Path(out).unlink(missing_ok=True)
+    best = {
+        kind: {"seconds": round(min(r["seconds"] for r in rs), 2),
+               "all_seconds": [round(r["seconds"], 2) for r in rs],
+               "peak_mb": round(max(r["peak_mb"] for r in rs))}
+        for kind, rs in runs.items()
+    }  # fmt: skip
+    fastest = min(v["seconds"] for k, v in best.items() if k != "ecrlink")
+    ratio = best["ecrlink"]["seconds"] / fastest
+    return {
+        "size": size, "mode": mode, "rows": [files["register_rows"], files["bank_rows"]],
+        "contenders": best, "ratio": round(ratio, 2), "goal": GOALS[mode],
+        "met": ratio <= GOALS[mode], "correct": correct,
+    }  # fmt: skip
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| rows a side | work | ecrlink | DuckDB | polars | ecrlink ÷ faster | goal |",
+        "| ---: | --- | --- | --- | --- | ---: | ---: |",
+    ]
+
+    def cell(r: dict[str, Any], kind: str) -> str:
+        v = r["contenders"].get(kind)
+        return f"{v['seconds']:.2f} s, {v['peak_mb']:,} MB" if v else "n/a"
+
+    for r in results:
+        work = {"json": "CSV → every row as JSON", "summary": "CSV → summary",
+                "xlsx": "XLSX → every row as JSON"}[r["mode"]]  # fmt: skip
+        flag = "" if r["correct"] else " (WRONG COUNTS)"
+        lines.append(
+            f"| {r['rows'][0]:,} × {r['rows'][1]:,} | {work}{flag} | {cell(r, 'ecrlink')} | "
+            f"{cell(r, 'duckdb')} | {cell(r, 'polars')} | {r['ratio']:.2f}× | "
+            f"{'≤' if r['met'] else '>'} {r['goal']}× |"
+        )
+    by_size = {r["size"]: r["contenders"]["ecrlink"]["seconds"]
+               for r in results if r["mode"] == "json"}  # fmt: skip
+    if len(by_size) > 1:
+        per = ", ".join(f"{n:,}: {s / n * 1e6:.2f} s" for n, s in sorted(by_size.items()))
+        lines.append("")
+        lines.append(f"ecrlink, CSV → JSON, seconds per million rows: {per}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit 1 if the reconciliation missed a planted discrepancy."""
+    """Run the benchmark; exit 1 if ecrlink missed a planted discrepancy."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=50_000, help="transactions (default 50000)")
-    parser.add_argument("--engine", default="auto", choices=("auto", "python", "polars"))
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=list(SIZES), help="rows a side, comma-separated")
+    parser.add_argument("--big", action="store_true", help=f"also {BIG:,} rows (once)")
+    parser.add_argument("--no-xlsx", action="store_true", help="skip the XLSX comparison")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each (best counts)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each, alternated; the fastest counts (default 1)")
-    parser.add_argument("--child", choices=("ecrlink", "join"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--register", help=argparse.SUPPRESS)
     parser.add_argument("--bank", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child == "ecrlink":
-        print(json.dumps(_child_ecrlink(args.register, args.bank, args.engine)))
+    if args.child == "generate":
+        files = generate(Path(args.out), args.rows, args.seed)
+        if args.mode == "xlsx":
+            for side, skip in (("register", TITLE_ROWS), ("bank", 0)):
+                xlsx = str(Path(args.out) / f"{side}.xlsx")
+                to_xlsx(files[side], xlsx, skip=skip)
+                files[f"{side}_xlsx"] = xlsx
+        print(json.dumps(files))
         return 0
-    if args.child == "join":
-        print(json.dumps(_child_join(args.register, args.bank)))
+    if args.child:
+        try:
+            _child(args.child, args.mode, args.register, args.bank, args.out)
+        finally:
+            print(_peak_rss_mb(), file=sys.stderr)
         return 0
-    with tempfile.TemporaryDirectory(prefix="ecrlink-bench-") as tmp:
-        t0 = time.perf_counter()
-        files = generate(Path(tmp), args.rows, args.seed)
-        generated = time.perf_counter() - t0
-        ours_runs, join_runs = [], []
-        for _ in range(args.repeat):  # alternated, so both see the same machine load
-            ours_runs.append(_in_child("ecrlink", files["register"], files["bank"], args.engine))
-            join_runs.append(_in_child("join", files["register"], files["bank"], args.engine))
-        ours, join = _best(ours_runs), _best(join_runs)
-        sizes = {k: os.path.getsize(files[k]) for k in ("register", "bank")}
-    correct = all(r["summary"] == files["expected"] for r in ours_runs)
-    figures = {
-        "rows": {"register": files["register_rows"], "bank": files["bank_rows"]},
-        "file_mb": {k: round(v / 1e6, 1) for k, v in sizes.items()},
-        "generate_seconds": round(generated, 2),
-        "ecrlink": ours,
-        "plain_join": join,
-        "ratio_time": round(ours["seconds"] / join["seconds"], 2),
-        "ratio_time_median": round(
-            statistics.median(ours["all_seconds"]) / statistics.median(join["all_seconds"]), 2
-        ),
-        "ratio_memory": round(ours["peak_rss_mb"] / join["peak_rss_mb"], 2),
-        "expected": files["expected"],
-        "correct": correct,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-    }
-    print(json.dumps(figures, indent=2, ensure_ascii=False))
-    return 0 if correct else 1
+    sizes = sorted(set(args.sizes + ([BIG] if args.big else [])))
+    results: list[dict[str, Any]] = []
+    for size in sizes:
+        with tempfile.TemporaryDirectory(prefix="ecrlink-bench-") as tmp:
+            # Generated in a child: this process stays small, and a child's peak
+            # memory on Linux starts from its parent's.
+            xlsx = size == XLSX_SIZE and not args.no_xlsx
+            made = subprocess.run(
+                [sys.executable, __file__, "--child", "generate", "--rows", str(size),
+                 "--seed", str(args.seed), "--out", tmp, "--mode", "xlsx" if xlsx else "csv"],
+                capture_output=True, text=True, check=True,
+            )
+            files = json.loads(made.stdout)
+            repeat = 1 if size >= BIG else args.repeat
+            for mode in ("json", "summary"):
+                results.append(_measure(size, mode, files, Path(tmp), repeat))
+                print(_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+            if xlsx:
+                as_xlsx = {**files, "register": files["register_xlsx"],
+                           "bank": files["bank_xlsx"]}
+                results.append(_measure(size, "xlsx", as_xlsx, Path(tmp), repeat))
+                print(_table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; best of {args.repeat} "
+          "(10M: one run); wall time of the whole process, peak RSS\n")
+    print(_table(results))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0 if all(r["correct"] for r in results) else 1
 
 
 if __name__ == "__main__":
