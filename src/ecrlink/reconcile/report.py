@@ -229,14 +229,22 @@ class Report:
     def __len__(self) -> int:
         return self._items.height
 
-    def table(self, category: Category | None = None) -> pl.DataFrame:
+    def table(
+        self, category: Category | None = None, *, start: int = 0, length: int | None = None
+    ) -> pl.DataFrame:
         """The report rows as one flat frame (most serious first, then by time):
         ``category``, ``key``, ``amount``, ``difference``, ``in_doubt``, ``resolved``,
         then each role's ``RECORD_FIELDS`` prefixed ``reg_``, ``bank_``, ``reg_void_``,
-        ``bank_void_`` (null where the row has no such side row)."""
+        ``bank_void_`` (null where the row has no such side row).
+
+        ``start`` and ``length`` take a slice of the rows: writers build the table a
+        chunk at a time, so that a million rows never sit in memory twice.
+        """
         items = self._items
         if category is not None:
             items = items.filter(pl.col("category") == category.value)
+        if start or length is not None:
+            items = items.slice(start, length)
         parts = [items.select("category", "key", "amount", "difference", "in_doubt", "resolved")]
         for _, prefix in ROLES:
             side = self._reg if prefix.startswith("reg") else self._bank
@@ -249,9 +257,14 @@ class Report:
 
     def rows(self, category: Category | None = None) -> Iterator[ReportRow]:
         """The report's rows as objects, most serious category first, then by time."""
-        for chunk in self.table(category).iter_slices(10_000):
-            for values in chunk.iter_rows(named=True):
+        total = self.count(category)
+        for start in range(0, total, 10_000):
+            for values in self.table(category, start=start, length=10_000).iter_rows(named=True):
                 yield _report_row(values)
+
+    def count(self, category: Category | None = None) -> int:
+        """How many report rows (of one category)."""
+        return len(self) if category is None else self.summary[category].count
 
     def to_dict(self, *, rows: bool = True) -> dict[str, Any]:
         """The JSON document: ``{"summary": {...}, "rows": [...]}`` and context."""

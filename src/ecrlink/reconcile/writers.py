@@ -97,11 +97,9 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     """
     head = json.dumps(report.head(), ensure_ascii=ascii_only)
     yield (head[:-1] + ', "rows": [').encode()
-    rows = _json_rows(report.table())
-
     def encode(start: int) -> bytes:
         buffer = io.BytesIO()
-        rows.slice(start, _CHUNK_ROWS).write_ndjson(buffer)
+        _json_rows(report.table(start=start, length=_CHUNK_ROWS)).write_ndjson(buffer)
         # One object per line, and JSON never holds a raw line break in a string.
         chunk = buffer.getvalue().rstrip(b"\n").replace(b"\n", b",\n")
         if ascii_only and not chunk.isascii():
@@ -112,7 +110,7 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     workers = min(os.cpu_count() or 1, 4)
     with ThreadPoolExecutor(workers) as pool:
         pending: deque[Future[bytes]] = deque()
-        for start in range(0, rows.height, _CHUNK_ROWS):
+        for start in range(0, len(report), _CHUNK_ROWS):
             pending.append(pool.submit(encode, start))
             if len(pending) > workers:
                 yield pending.popleft().result()
@@ -151,10 +149,10 @@ def _csv_frame(table: pl.DataFrame) -> pl.DataFrame:
 
 def write_csv(report: Report, out: IO[bytes]) -> None:
     """Write every row as CSV to a binary stream (one header line; the category first)."""
-    table = report.table()
     first = True
-    for start in range(0, max(table.height, 1), _CHUNK_ROWS):
-        _csv_frame(table.slice(start, _CHUNK_ROWS)).write_csv(out, include_header=first)
+    for start in range(0, max(len(report), 1), _CHUNK_ROWS):
+        table = report.table(start=start, length=_CHUNK_ROWS)
+        _csv_frame(table).write_csv(out, include_header=first)
         first = False
 
 
@@ -201,13 +199,14 @@ def write_xlsx(report: Report, path: str | Path, lang: Lang = "en") -> None:
 
 def _category_sheets(book: Any, report: Report, category: Category, *formats: Any) -> None:
     bold, money, when, quoted = formats
-    frame = report.table(category).select(CSV_COLUMNS)
-    writers = [_cell_writer(name, dtype, money, when, quoted)
-               for name, dtype in frame.schema.items()]  # fmt: skip
+    writers: list[Any] = []
     part, row = 1, 0
     ws = book.add_worksheet(category.value)
     ws.write_row(0, 0, CSV_COLUMNS, bold)
-    for chunk in frame.iter_slices(10_000):
+    for start in range(0, report.count(category), 10_000):
+        chunk = report.table(category, start=start, length=10_000).select(CSV_COLUMNS)
+        writers = writers or [_cell_writer(name, dtype, money, when, quoted)
+                              for name, dtype in chunk.schema.items()]  # fmt: skip
         for values in chunk.iter_rows():
             row += 1
             if row == _XLSX_MAX_ROWS:
