@@ -402,7 +402,8 @@ def write_entries_json(
     stream.write("[")
     separator = ""
     while batch := list(islice(rows, chunk)):
-        stream.write(separator + ", ".join(json.dumps(entry_to_dict(e)) for e in batch))
+        # One dumps per chunk: a list's items come out joined by ", ", as in one dump.
+        stream.write(separator + json.dumps([entry_to_dict(e) for e in batch])[1:-1])
         separator = ", "
         if getattr(stream, "_gone", False):  # see _reader_gone
             return
