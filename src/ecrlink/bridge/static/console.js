@@ -434,7 +434,6 @@ function showWaiting() {
   $("outcome").className = "card outcome waiting";
   $("waiting-text").textContent = t("sending");
   $("waiting-amount").textContent = money(app.sale.amount);
-  $("waiting-message").textContent = "";
   const started = app.sale.started ?? Date.now();
   const tick = () => { $("timer").textContent = clock((Date.now() - started) / 1000); };
   tick();
@@ -443,8 +442,8 @@ function showWaiting() {
 }
 
 function updateWaiting(p) {
+  // The console's own words (in its language) say it all while processing.
   if (p.state === "processing") $("waiting-text").textContent = t("waiting_card");
-  $("waiting-message").textContent = p.message ?? "";
 }
 
 function stopTimer() {
@@ -492,7 +491,8 @@ function renderResult(p, { focus = true } = {}) {
     : (p.result?.message ?? p.message ?? "");
   $("decline-advice").textContent = p.result?.advice ?? "";
   show($("doubt"), p.state === "in_doubt");
-  $("result-message").textContent = p.state === "approved" ? "" : (p.message ?? "");
+  // The bridge's sentence adds to the console's own words only for a wrong amount.
+  $("result-message").textContent = p.state === "amount_mismatch" ? (p.message ?? "") : "";
   if (focus) box.focus();
 }
 
