@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,23 +28,61 @@ __all__ = ["Hub", "sse_stream"]
 
 
 class Hub:
-    """Wakes everyone waiting for a new event (an ``asyncio.Event`` per generation)."""
+    """Wakes everyone waiting for a new event (an ``asyncio.Event`` per generation), and
+    keeps the latest events in memory so that listeners rarely read the store.
 
-    def __init__(self, store: BridgeStore) -> None:
+    Events are remembered only as an unbroken run of ids ending at ``top``: a listener
+    is served from memory only for ids it cannot miss there; anything else (an id
+    older than memory, or a gap while a notification is late) is read from the store.
+    """
+
+    def __init__(self, store: BridgeStore, keep: int = 4096) -> None:
         self.store = store
         self._event: asyncio.Event | None = None
         self._generation = 0
+        self._recent: deque[EventRow] = deque(maxlen=keep)
+        self._early: dict[int, EventRow] = {}
+        self.top = 0
+        """The highest id up to which memory holds every event (0: none yet)."""
+
+    def start_at(self, last_id: int) -> None:
+        """The store's newest id when the bridge starts: memory begins after it."""
+        self.top = last_id
+        self._recent.clear()
+        self._early.clear()
 
     def _current(self) -> asyncio.Event:
         if self._event is None:  # made in the running loop, on first use
             self._event = asyncio.Event()
         return self._event
 
-    def notify(self) -> None:
-        """A new event is stored: wake every waiter (call from the event loop)."""
+    def notify(self, *events: EventRow | None) -> None:
+        """New events are stored: remember them and wake every waiter (event loop only)."""
+        for event in events:
+            if event is not None and event.id > self.top:
+                self._early[event.id] = event
+        while self.top + 1 in self._early:
+            self.top += 1
+            self._recent.append(self._early.pop(self.top))
+        if len(self._early) > 64:  # a gap that never fills: memory restarts after it
+            self.start_at(max(self._early))
         self._generation += 1
         woken, self._event = self._current(), asyncio.Event()
         woken.set()
+
+    def from_memory(self, after: int) -> list[EventRow] | None:
+        """The events after ``after`` up to ``top``, if memory holds all of them."""
+        if after >= self.top:
+            return []
+        if not self._recent or self._recent[0].id > after + 1:
+            return None
+        found: list[EventRow] = []
+        for event in reversed(self._recent):
+            if event.id <= after:
+                break
+            found.append(event)
+        found.reverse()
+        return found
 
     async def wait_for(self, ready: Callable[[], bool], seconds: float) -> bool:
         """Wait until ``ready()`` (checked at each event) or ``seconds``; return ready()."""
@@ -76,9 +115,13 @@ async def sse_stream(
     """The event stream from the event after ``after``, for ever."""
     yield f"retry: 2000\n: ecrlink events from {after}\n\n".encode()
     cursor = after
+    quiet = False
     while True:
         generation = hub.generation
-        events = await asyncio.to_thread(hub.store.events_after, cursor)
+        events = None if quiet else hub.from_memory(cursor)
+        if events is None:  # older than memory, or a quiet spell: the store is the truth
+            events = await asyncio.to_thread(hub.store.events_after, cursor)
+        quiet = False
         for event in events:
             yield _frame(event, render(event))
             cursor = event.id
@@ -86,3 +129,4 @@ async def sse_stream(
             continue
         if await hub.wait_new(generation, heartbeat) == generation:
             yield b": heartbeat\n\n"
+            quiet = True

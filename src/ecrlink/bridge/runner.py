@@ -48,6 +48,15 @@ class HookedJournal(Journal):
         self._hooks: dict[str, Callable[[int], None]] = {}
         self._hooks_lock = threading.Lock()
 
+    @property
+    def write_lock(self) -> threading.RLock:
+        """The lock the journal holds while it uses its connection; the bridge's tables
+        take it too, so the two connections never make each other wait in SQLite."""
+        lock = getattr(self, "_lock", None)
+        if not isinstance(lock, type(threading.RLock())):
+            lock = self.__dict__.setdefault("_bridge_lock", threading.RLock())
+        return lock
+
     def watch(self, request_id: str, callback: Callable[[int], None]) -> None:
         """Call ``callback(entry_id)`` when the command ``request_id`` is written down."""
         with self._hooks_lock:
@@ -91,24 +100,33 @@ class TerminalWorker:
         self.recovering = False
         self.unreachable = False
         self.last_seen: datetime | None = None
-        self._busy = asyncio.Lock()
+        self._owner: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def busy(self) -> bool:
         """Whether a command (or the start-up recovery) runs on this terminal now."""
-        return self._busy.locked()
+        return self._owner is not None
+
+    def claim(self, owner: str) -> None:
+        """Take the terminal for ``owner`` (no await between a check and this: the
+        event loop runs one thing at a time)."""
+        if self._owner is not None:
+            raise RuntimeError(f"terminal {self.name} is taken by {self._owner}")
+        self._owner = owner
+
+    def release(self) -> None:
+        """Give the terminal back."""
+        self._owner = None
 
     async def start(
         self, payment_id: str | None, request: Request, finish: Finisher,
         *, allow_duplicate: bool = False,
     ) -> Admission:
-        """Start ``request``; return once it is written down in the journal, refused,
-        or over. ``finish(request, result, error)`` runs when the command ends; the
-        command runs on even if the HTTP request that started it goes away."""
-        if self._busy.locked():
-            raise RuntimeError("start() on a busy worker")  # callers check .busy first
-        await self._busy.acquire()
+        """Start ``request`` on the terminal ``claim``-ed for it; return once it is
+        written down in the journal, refused, or over. ``finish(request, result,
+        error)`` runs when the command ends; the command runs on even if the HTTP
+        request that started it goes away. The claim is released when it ends."""
         loop = asyncio.get_running_loop()
         admitted: asyncio.Future[Admission] = loop.create_future()
 
@@ -149,7 +167,7 @@ class TerminalWorker:
                 admitted.set_result(Admission(error=error) if error is not None
                                     else Admission())
             self.current = None
-            self._busy.release()
+            self.release()
             try:
                 await asyncio.shield(finish(request, result, error))
             except Exception:
@@ -162,21 +180,21 @@ class TerminalWorker:
 
     async def exclusive(self, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``call`` (a recovery, a ``last trans``) as this terminal's one command."""
-        if self._busy.locked():
-            raise RuntimeError("exclusive() on a busy worker")
-        async with self._busy:
-            try:
-                value = await call()
-            except (ConnectError, ConnectTimeout):
-                self.unreachable = True
-                raise
-            if isinstance(value, Result):
-                self._saw(value)
-            elif isinstance(value, list) and any(isinstance(r, Result) and r.status
-                                                 for r in value):
-                self.unreachable = False
-                self.last_seen = datetime.now(UTC)
-            return value
+        self.claim("command")
+        try:
+            value = await call()
+        except (ConnectError, ConnectTimeout):
+            self.unreachable = True
+            raise
+        finally:
+            self.release()
+        if isinstance(value, Result):
+            self._saw(value)
+        elif isinstance(value, list) and any(isinstance(r, Result) and r.status
+                                             for r in value):
+            self.unreachable = False
+            self.last_seen = datetime.now(UTC)
+        return value
 
     async def recover(self) -> list[Result]:
         """``Terminal.recover()``: what a crash left pending or in doubt, resolved."""

@@ -77,7 +77,8 @@ class Bridge:
     ) -> None:
         self.config = config
         self.journal = HookedJournal(journal_path)
-        self.store = BridgeStore(journal_path, outbox=config.webhook_url is not None)
+        self.store = BridgeStore(journal_path, outbox=config.webhook_url is not None,
+                                 lock=self.journal.write_lock)
         self.hub = Hub(self.store)
         self.request_ids = request_ids
         self.urls = {spec.name: spec.url for spec in terminals}
@@ -86,6 +87,10 @@ class Bridge:
             for spec in terminals
         }
         self._terminal_states: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, str] = {}
+        """Payment id -> state, for the long-poll's check at each event (no store read)."""
+        self.linked: set[str] = set()
+        """Payments whose journal entry is known (admitted)."""
         self._background: set[asyncio.Task[Any]] = set()
         self._terminal_lock = asyncio.Lock()
 
@@ -93,6 +98,7 @@ class Bridge:
 
     async def start(self) -> None:
         """Settle what a crash left, then recover each terminal in the background."""
+        self.hub.start_at(await asyncio.to_thread(self.store.last_event_id))
         for row in await asyncio.to_thread(self.store.payments_in, ["processing"]):
             link = await asyncio.to_thread(self.store.journal_link, row.request_id)
             if link is None:
@@ -123,7 +129,7 @@ class Bridge:
         task.add_done_callback(self._background.discard)
 
     async def _recover(self, name: str, worker: TerminalWorker) -> None:
-        await self._terminals_changed()
+        await self._terminals_changed(name)
         try:
             results = await worker.recover()
         except EcrError as exc:
@@ -137,7 +143,7 @@ class Bridge:
             if row is not None:
                 await self._sync(row, result)
         await self._sync_open(name)
-        await self._terminals_changed()
+        await self._terminals_changed(name)
 
     async def _sync_loop(self) -> None:
         """What others settle in the journal (``ecrlink journal resolve``, reconciliation)
@@ -188,19 +194,22 @@ class Bridge:
     async def admitted(self, row: PaymentRow) -> PaymentRow:
         """A payment found by its key, once its command has been written down or has
         ended (a repeat that arrives during the guards waits for them)."""
-        def settled() -> bool:
-            now = self.store.payment(row.id)
-            return now is None or now.journal_id is not None or now.state != "processing"
-
-        await self.hub.wait_for(settled, 35.0)
+        if row.journal_id is None and row.state == "processing":
+            worker = self.workers.get(row.terminal)
+            if worker is not None and worker.current == row.id:
+                await self.hub.wait_for(
+                    lambda: worker.current != row.id or row.id in self.linked, 35.0)
         return await asyncio.to_thread(self.store.payment, row.id) or row
 
     async def _update(self, row: PaymentRow, **changes: Any) -> PaymentRow:
-        new, event_id = await asyncio.to_thread(
+        new, event = await asyncio.to_thread(
             lambda: self.store.update_payment(row.id, event=self.event_data, **changes)
         )
-        if event_id is not None:
-            self.hub.notify()
+        self.states[new.id] = new.state
+        if new.journal_id is not None:
+            self.linked.add(new.id)
+        if event is not None:
+            self.hub.notify(event)
         return new
 
     async def _sync(self, row: PaymentRow, result: Result | None) -> PaymentRow:
@@ -241,7 +250,7 @@ class Bridge:
             if error is not None and result is None:
                 row = await self._update(row, detail=_said(error))
             await self._sync(row, result)
-        await self._terminals_changed()
+        await self._terminals_changed(row.terminal)
 
     # --- terminals --------------------------------------------------------------------
 
@@ -275,17 +284,17 @@ class Bridge:
             if worker.last_seen else None,
         }
 
-    async def _terminals_changed(self) -> None:
+    async def _terminals_changed(self, *names: str) -> None:
+        """Store a ``terminal.updated`` for each terminal (of ``names``, or all) whose
+        state changed since the last one."""
         async with self._terminal_lock:  # one comparison at a time: no twin events
-            await self._terminals_compare()
-
-    async def _terminals_compare(self) -> None:
-        for name in self.workers:
-            data = await asyncio.to_thread(self.terminal_json, name)
-            if self._terminal_states.get(name) != data:
-                self._terminal_states[name] = data
-                await asyncio.to_thread(self.store.add_event, "terminal.updated", data)
-                self.hub.notify()
+            for name in names or tuple(self.workers):
+                data = await asyncio.to_thread(self.terminal_json, name)
+                if self._terminal_states.get(name) != data:
+                    self._terminal_states[name] = data
+                    event = await asyncio.to_thread(self.store.add_event, "terminal.updated",
+                                                    data)
+                    self.hub.notify(event)
 
     # --- commands ---------------------------------------------------------------------
 
@@ -333,19 +342,24 @@ class Bridge:
             journal_id=None, idem_key=key, idem_hash=digest, key_name=key_name,
             created_at=now, updated_at=now,
         )
+        worker.claim(row.id)  # no await since check_free: nobody else has it
         try:
             await asyncio.to_thread(self.store.insert_payment, row)
-        except IdempotencyClash as clash:
-            if clash.row.idem_hash != digest:
-                raise await self._conflict(key, clash.row) from None
-            return clash.row, False
-        worker = self.check_free(name)  # the insert awaited: look again
+        except BaseException as exc:
+            worker.release()
+            if isinstance(exc, IdempotencyClash):
+                if exc.row.idem_hash != digest:
+                    raise await self._conflict(key, exc.row) from None
+                return exc.row, False
+            raise
+        self.states[row.id] = "processing"
         admission = await worker.start(
             row.id, request, lambda r, res, err: self._finish(row.id, r, res, err),
             allow_duplicate=allow_duplicate,
         )
         if admission.entry_id is None and isinstance(admission.error, _REFUSALS):
             await asyncio.to_thread(self.store.delete_payment, row.id)
+            self.states.pop(row.id, None)
             raise await self._refusal(name, admission.error)
         stored = await asyncio.to_thread(self.store.payment, row.id)
         assert stored is not None
@@ -386,7 +400,7 @@ class Bridge:
         """``last trans`` on a free terminal."""
         worker = self.check_free(name)
         result: Result = await worker.exclusive(worker.terminal.last_transaction)
-        await self._terminals_changed()
+        await self._terminals_changed(name)
         return result
 
     async def resolve(
@@ -407,16 +421,17 @@ class Bridge:
         except JournalError as exc:
             raise ApiError(409, "not_in_doubt", str(exc)) from None
         row = await self._sync(row, None)
-        await self._terminals_changed()
+        await self._terminals_changed(row.terminal)
         return row
 
     async def wait(self, payment_id: str, seconds: float) -> PaymentRow | None:
         """The payment once it is no longer processing, or after ``seconds``."""
-        def ready() -> bool:
-            row = self.store.payment(payment_id)
-            return row is None or row.state != "processing"
-
-        await self.hub.wait_for(ready, seconds)
+        if payment_id not in self.states:
+            row = await asyncio.to_thread(self.store.payment, payment_id)
+            if row is None:
+                return None
+            self.states[payment_id] = row.state
+        await self.hub.wait_for(lambda: self.states.get(payment_id) != "processing", seconds)
         return await asyncio.to_thread(self.store.payment, payment_id)
 
     def settings(self) -> Mapping[str, Any]:
