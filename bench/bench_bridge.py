@@ -82,9 +82,10 @@ class Rig:
                      f'name = "bench"\nkey = "{KEY}"\nrole = "manager"\n')
         config.write_text("\n".join(lines))
         env = {**os.environ, "ECRLINK_HOME": str(root / "home")}
-        self.bridge = subprocess.Popen(
-            [sys.executable, "-m", "ecrlink", "serve", "--config", str(config), "-q"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(root / "bridge.log", "wb"))
+        with (root / "bridge.log").open("wb") as log:
+            self.bridge = subprocess.Popen(
+                [sys.executable, "-m", "ecrlink", "serve", "--config", str(config), "-q"],
+                env=env, stdout=subprocess.DEVNULL, stderr=log)
         wait_http(f"{self.url}/v1/health")
 
     def rss_mib(self) -> float:
@@ -214,7 +215,8 @@ def bench_throughput(root: Path, terminals: int, seconds: float) -> None:
     rate = done / took
     third = max(1, len(rss) // 3)
     early, late = statistics.mean(rss[:third]), statistics.mean(rss[-third:])
-    print(f"   approved payments/s {rate:8.1f}   goal >= 200: {'met' if rate >= 200 else 'NOT met'}")
+    verdict = "met" if rate >= 200 else "NOT met"
+    print(f"   approved payments/s {rate:8.1f}   goal >= 200: {verdict}")
     print(f"   errors              {errors:8d}")
     print(f"   bridge RSS MiB      first third {early:.1f}, last third {late:.1f} "
           f"({(late - early) / early * 100:+.1f} %)")
