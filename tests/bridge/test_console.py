@@ -212,7 +212,13 @@ def test_in_doubt_resolved_by_the_manager(
     row.get_by_role("button").click()
     dialog = page.locator("#resolve-dialog")
     assert dialog.is_visible()
-    # Keyboard only: choose "not paid", who, note, Enter.
+    # "Paid" needs the slip's receipt number: refused without one, nothing sent.
+    assert page.get_by_role("radio", name=re.compile("Đã thanh toán")).is_checked()
+    page.get_by_role("button", name="Xác nhận", exact=True).click()
+    assert "số hóa đơn POS" in page.inner_text("#resolve-error")
+    assert page.get_attribute("#resolve-receipt", "aria-invalid") == "true"
+    assert payment_of(bridge, invoice)["state"] == "in_doubt"
+    # What the slip shows here: nothing was printed. Choose "not paid", who, a note.
     page.get_by_role("radio", name=re.compile("Không thanh toán")).check()
     assert page.is_hidden("#resolve-receipt-field")
     page.get_by_label("Người xác nhận").fill("Lan (quản lý)")
