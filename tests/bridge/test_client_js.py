@@ -20,7 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import ecrlink.bridge
 from ecrlink.simulator import Simulator
 
 from .browser import COUNTER, PageErrors, artifacts, chromium, shot
@@ -268,3 +271,84 @@ def test_a_web_register_on_another_origin(
             assert page.evaluate("window.ready === true") is False
             assert ledger_sales(sim, invoice) == []
         context.close()
+
+
+# --- the module's pure parts, with hypothesis, in the browser ---------------------------
+
+STATIC = Path(ecrlink.bridge.__file__).parent / "static"
+ORIGIN = "http://ecrlink.invalid"  # never resolved: every request is answered below
+
+
+@pytest.fixture(scope="module")
+def static_page(browser: Any) -> Iterator[Any]:
+    """A page whose origin serves the bridge's static files straight from the package
+    (no bridge process needed for pure functions)."""
+    context = browser.new_context()
+    page = context.new_page()
+
+    def serve(route: Any) -> None:
+        name = route.request.url.removeprefix(ORIGIN + "/").removeprefix("v1/") or "blank"
+        path = STATIC / name
+        if name != "blank" and not path.is_file():
+            route.fulfill(status=404, body="")
+            return
+        body = path.read_bytes() if name != "blank" else b"<!doctype html><title>t</title>"
+        kind = "text/javascript" if name.endswith(".js") else "text/html"
+        route.fulfill(status=200, body=body, headers={"Content-Type": kind})
+
+    page.route(ORIGIN + "/**", serve)
+    page.goto(ORIGIN + "/blank")
+    yield page
+    context.close()
+
+
+_field = st.text(st.characters(blacklist_characters="\r\n\x00", codec="utf-8"), max_size=30)
+_event = st.fixed_dictionaries({
+    "event": st.sampled_from(["", "payment.updated", "terminal.updated"]),
+    "id": st.text("0123456789", min_size=1, max_size=6),
+    "data": st.lists(_field, min_size=1, max_size=3),
+})
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(events=st.lists(_event, min_size=1, max_size=4),
+       eol=st.sampled_from(["\n", "\r\n", "\r"]), comment=st.booleans(),
+       cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_sse_reader_reads_any_stream_in_any_pieces(
+    static_page: Any, events: list[dict[str, Any]], eol: str, comment: bool, cuts: list[int]
+) -> None:
+    """The SSE parser gives back every event (type, id, multi-line data) whatever the
+    line endings, comments and the way the stream is cut into pieces."""
+    text = ""
+    for ev in events:
+        if comment:
+            text += ": keep-alive" + eol
+        if ev["event"]:
+            text += f"event: {ev['event']}{eol}"
+        text += f"id: {ev['id']}{eol}"
+        text += "".join(f"data: {line}{eol}" for line in ev["data"])
+        text += eol
+    bounds = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+    got = static_page.evaluate("""async (pieces) => {
+        const { SseReader } = await import("/v1/client.js");
+        const r = new SseReader();
+        return pieces.flatMap((p) => r.feed(p));
+    }""", pieces)
+    assert got == [{"event": ev["event"], "id": ev["id"], "data": "\n".join(ev["data"]),
+                    "retry": None} for ev in events]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(amount=st.integers(0, 10**12 - 1))
+def test_money_is_grouped_as_each_language_writes_it(static_page: Any, amount: int) -> None:
+    got = static_page.evaluate("""async (n) => {
+        const i18n = await import("/i18n.js");
+        localStorage.setItem("ecrlink.lang", "vi");
+        const vi = i18n.money(n);
+        localStorage.setItem("ecrlink.lang", "en");
+        const en = i18n.money(n);
+        localStorage.removeItem("ecrlink.lang");
+        return [vi, en];
+    }""", amount)
+    assert got == [f"{amount:,} ₫".replace(",", "."), f"{amount:,} ₫"]

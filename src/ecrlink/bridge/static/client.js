@@ -515,6 +515,7 @@ async function* streamOf(body) {
 export class SseReader {
   constructor() {
     this._buf = "";
+    this._afterCR = false;
     this._reset();
   }
 
@@ -530,14 +531,18 @@ export class SseReader {
    * @returns {{event: string, data: (string|null), id: (string|null), retry: (number|null)}[]}
    */
   feed(text) {
+    // A CR ends a line at once (the event must not wait for the next byte); an LF
+    // right after it, even in the next piece, is the other half of CRLF.
+    if (this._afterCR && text.startsWith("\n")) text = text.slice(1);
+    if (text !== "") this._afterCR = false;
     this._buf += text;
     const out = [];
     for (;;) {
       const m = /\r\n|\r|\n/.exec(this._buf);
-      // A lone CR at the end may be the first half of CRLF: wait for more.
-      if (!m || (m[0] === "\r" && m.index === this._buf.length - 1)) break;
+      if (!m) break;
       const line = this._buf.slice(0, m.index);
       this._buf = this._buf.slice(m.index + m[0].length);
+      if (m[0] === "\r" && this._buf === "") this._afterCR = true;
       if (line === "") {
         if (this._data !== null || this._id !== null || this._retry !== null) {
           out.push({ event: this._event, data: this._data, id: this._id, retry: this._retry });
