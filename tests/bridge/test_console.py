@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecrlink.simulator import Simulator
 
@@ -390,3 +392,17 @@ def test_a_double_tap_on_pay_is_one_sale(page: Any, bridge: Any, sim: Simulator)
     assert wait_result(page) == "Thanh toán thành công"
     assert payment_of(bridge, invoice)["state"] == "approved"
     assert ledger(sim, invoice) == [("approved", 52000)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.text(st.sampled_from("0123456789.,- ₫a"), max_size=20))
+def test_the_amount_field_keeps_digits_grouped(page: Any, bridge: Any, typed: str) -> None:
+    """Whatever is typed or pasted, the field holds at most 12 digits, without leading
+    zeros, grouped by thousands (the number Pay sends)."""
+    if page.url == "about:blank":
+        login(page, bridge, bridge.register_key)
+    page.fill("#amount", typed)
+    digits = "".join(ch for ch in typed if ch.isdigit()).lstrip("0")[:12]
+    want = f"{int(digits):,}".replace(",", ".") if digits else ""
+    assert page.input_value("#amount") == want
