@@ -167,17 +167,17 @@ def test_every_list_query_reads_an_index_in_order_and_counts_from_an_index(
     fill(tmp_path / "j.sqlite3", [(0, TERMINALS[0], State.APPROVED)])
     selection = Selection(since, until, terminal, states)
     with Journal(tmp_path / "j.sqlite3") as journal:
-        for newest_first in (True, False):
-            for after in (None, (_stamp(MIDNIGHT), 7)):
-                query = _list_sql(selection, after=after, newest_first=newest_first, limit=51)
-                assert query is not None
-                plan = _plan(journal, *query)
-                assert "TEMP B-TREE" not in plan, plan
-                assert "INDEX" in plan, plan
+        reads = [(True, None), (False, None), (False, (_stamp(MIDNIGHT), 7))]
+        for newest_first, after in reads:
+            query = _list_sql(selection, after=after, newest_first=newest_first, limit=51)
+            assert query is not None
+            plan = _plan(journal, *query)
+            assert "TEMP B-TREE" not in plan, plan
+            assert "INDEX" in plan, plan
         counted = _count_sql(selection)
         assert counted is not None
         plan = _plan(journal, *counted)
-        assert "COVERING INDEX" in plan or plan == "SCAN entries", plan
+        assert "COVERING INDEX" in plan, plan
 
 
 def test_schema_2_journal_gains_the_list_indexes(tmp_path: Path) -> None:
