@@ -129,6 +129,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Showing the newest {shown} of {total} entries; {more} older not shown: "
         "`--limit N` shows more, `--all` shows every one.",
     ),
+    "journal_more_many": (
+        "Đang hiện {shown} giao dịch mới nhất trong hơn {total} giao dịch: `--limit N` để "
+        "xem thêm, `--all` để xem tất cả.",
+        "Showing the newest {shown} of more than {total} entries: `--limit N` shows more, "
+        "`--all` shows every one.",
+    ),
     "journal_in_doubt_hidden": (
         "Có giao dịch chưa rõ kết quả không nằm trong trang này: `ecrlink journal list "
         "--in-doubt` liệt kê tất cả.",
