@@ -216,7 +216,8 @@ def main() -> int:
     env = {**os.environ, "ECRLINK_HOME": str(home), "ECRLINK_CONFIG": str(home / "no.toml"),
            "COLUMNS": "100"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    verdicts = []
+    verdicts: list[tuple[float, float]] = []
+    loads = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,)
     print(f"{'entries':>9}  {'what':<44} {'wall ms':>8} {'cpu ms':>8} {'peak RSS MB':>12}"
           "  wall vs start-up")
     for count in (int(s) for s in args.sizes.split(",")):
@@ -238,10 +239,18 @@ def main() -> int:
             extra = f"+{(wall - start_up) * 1e3:6.0f} ms" if name.startswith("ecrlink j") else ""
             print(f"{'':>9}  {name:<44} {wall * 1e3:8.0f} {cpu * 1e3:8.0f} {rss:12.1f}  {extra}")
             if name == "ecrlink journal list --today" and count >= 1_000_000:
-                verdicts.append(wall - start_up <= GOAL_S)
-    for ok in verdicts:
+                cpu_start_up = statistics.median(
+                    s.cpu for s in samples["ecrlink --help (start-up)"])
+                verdicts.append((wall - start_up, cpu - cpu_start_up))
+    for wall_extra, cpu_extra in verdicts:
         print(f"goal: journal list --today on 1,000,000 within {GOAL_S * 1e3:.0f} ms of "
-              f"start-up: {'OK' if ok else 'OVER GOAL'}")
+              f"start-up: wall +{wall_extra * 1e3:.0f} ms "
+              f"{'OK' if wall_extra <= GOAL_S else 'OVER GOAL'}, "
+              f"cpu +{cpu_extra * 1e3:.0f} ms {'OK' if cpu_extra <= GOAL_S else 'OVER GOAL'}")
+    if hasattr(os, "getloadavg"):
+        # Wall time is only as good as the machine is quiet: 2 busy cores triple it.
+        print(f"load average {loads[0]:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+              f"({os.cpu_count()} CPUs)")
     shutil.rmtree(home, ignore_errors=True)
     return 0
 
