@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,7 +46,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     *(f"{short}_{f}" for _, short in ROLES[:2] for f in RECORD_FIELDS),
     "reg_void_row", "bank_void_row",
 )  # fmt: skip
-_CHUNK_ROWS = 50_000
+_CHUNK_ROWS = 100_000
 
 
 def _when(column: str) -> pl.Expr:
@@ -97,25 +94,14 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     """
     head = json.dumps(report.head(), ensure_ascii=ascii_only)
     yield (head[:-1] + ', "rows": [').encode()
-    def encode(start: int) -> bytes:
+    for start in range(0, len(report), _CHUNK_ROWS):
         buffer = io.BytesIO()
         _json_rows(report.table(start=start, length=_CHUNK_ROWS)).write_ndjson(buffer)
         # One object per line, and JSON never holds a raw line break in a string.
         chunk = buffer.getvalue().rstrip(b"\n").replace(b"\n", b",\n")
         if ascii_only and not chunk.isascii():
             chunk = _NON_ASCII.sub(_escape, chunk.decode()).encode()
-        return (b",\n" if start else b"\n") + chunk
-
-    # polars writes JSON on one core: chunks on every core, a few ahead, in order.
-    workers = min(os.cpu_count() or 1, 4)
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque[Future[bytes]] = deque()
-        for start in range(0, len(report), _CHUNK_ROWS):
-            pending.append(pool.submit(encode, start))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield (b",\n" if start else b"\n") + chunk
     yield b"\n]}\n"
 
 
