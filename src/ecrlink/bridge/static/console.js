@@ -232,6 +232,12 @@ function startEvents() {
       if (ev.type === "payment.updated" && app.sale?.id && ev.data?.id === app.sale.id) {
         updateWaiting(ev.data);
       }
+      // The outcome on screen changes too: an in-doubt payment resolved by the manager
+      // or by recovery, details that arrived after the state.
+      if (ev.type === "payment.updated" && !app.sale && app.lastResult?.id === ev.data?.id
+          && ev.data.updated_at >= app.lastResult.updated_at) {
+        renderResult(ev.data, { focus: false });
+      }
       if (app.screen === "manager") scheduleRefresh();
     },
   }).catch((err) => {
@@ -483,13 +489,23 @@ function renderResult(p, { focus = true } = {}) {
   $("r-ref").textContent = tx?.ref_no ?? "";
   $("r-receipt").textContent = tx?.receipt_no ?? p.receipt_no ?? "";
   $("r-time").textContent = when(tx?.time ?? p.updated_at, { date: true });
+  // A sale settled by the manager has only the receipt number: show what is known.
+  for (const dd of $("receipt").querySelectorAll("dd")) show(dd.parentElement, dd.textContent !== "");
 
   const declined = ["declined", "canceled", "failed", "amount_mismatch"].includes(p.state);
   show($("decline"), declined);
-  $("decline-reason").textContent = p.state === "failed"
-    ? [t("failed_text"), p.result?.detail].filter(Boolean).join(" ")
-    : (p.result?.message ?? p.message ?? "");
-  $("decline-advice").textContent = p.result?.advice ?? "";
+  // The terminal's own answer explains the outcome only when it decided it; an
+  // in-doubt payment settled later keeps the answer "unknown", which no longer holds.
+  const answered = p.result != null && p.result.outcome === p.state;
+  let reason = answered ? p.result.message : "";
+  let advice = answered ? p.result.advice : "";
+  if (p.state === "failed") reason = [t("failed_text"), p.result?.detail].filter(Boolean).join(" ");
+  else if (!answered && p.state === "declined") {
+    reason = t("settled_not_paid");
+    advice = t("advice_ask_again");
+  } else if (!answered) reason = p.message ?? "";
+  $("decline-reason").textContent = reason ?? "";
+  $("decline-advice").textContent = advice ?? "";
   show($("doubt"), p.state === "in_doubt");
   // The bridge's sentence adds to the console's own words only for a wrong amount.
   $("result-message").textContent = p.state === "amount_mismatch" ? (p.message ?? "") : "";
