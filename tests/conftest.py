@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pgserver import PgServer, find_bindir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -143,4 +147,38 @@ def private_data_dir(
     """Every test gets its own journal and lock directory, never the user's."""
     home = tmp_path_factory.mktemp("ecrlink-home")
     monkeypatch.setenv("ECRLINK_HOME", str(home))
+    monkeypatch.delenv("ECRLINK_JOURNAL", raising=False)  # the user's journal, if named
     return home
+
+
+# --- a real PostgreSQL server, for the chain tests and the PostgreSQL journal ------------
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: these tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway server for the session; stopped and removed afterwards.
+
+    Without PostgreSQL's server binaries (or psycopg) the tests using it skip, saying
+    why; under ``CI=true`` they fail instead: CI must run them (``.ci/run`` installs
+    the binaries).
+    """
+    if importlib.util.find_spec("psycopg") is None:
+        _missing("psycopg is not installed: pip install -e '.[dev]'")
+    bindir = find_bindir()
+    if bindir is None:
+        _missing(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install "
+            "postgresql, or set ECRLINK_PG_BINDIR"
+        )
+        raise AssertionError("unreachable")
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
