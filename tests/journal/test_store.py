@@ -1,18 +1,25 @@
-"""The journal's storage: durable, private, migratable, masked."""
+"""The journal's storage: durable, private, migratable, masked.
+
+The tests taking the ``journal`` fixture run against both backends: a SQLite file and
+a PostgreSQL database on the session's throwaway server (skipped without PostgreSQL's
+binaries, failed under CI=true).
+"""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ecrlink import IllegalTransition, JournalError
-from ecrlink.journal import SCHEMA_VERSION, Journal, ResolvedBy, State
-from ecrlink.journal.store import _MIGRATIONS
+from ecrlink._exceptions import FieldError
+from ecrlink.journal import SCHEMA_VERSION, Journal, ResolvedBy, State, open_journal
+from ecrlink.journal.store import _MIGRATIONS, Recorded
 from ecrlink.payment import Event
 from ecrlink.protocol import LastTrans, Sale, Void, parse_reply
 from tests.conftest import fixture_bytes
@@ -22,12 +29,38 @@ SALE = Sale.build(
 )
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    return Journal(tmp_path / "sub" / "journal.sqlite3")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    if request.param == "sqlite":
+        name = str(tmp_path / "sub" / "journal.sqlite3")
+    else:
+        server = request.getfixturevalue("pg_server")
+        server.start()
+        name = server.create_database()
+    with open_journal(name) as opened:
+        yield opened
 
 
-def test_created_owner_only_in_wal_mode(journal: Journal) -> None:
+def reopen(journal: Journal) -> Journal:
+    """The same journal through another connection (as another process would)."""
+    return open_journal(getattr(journal, "url", journal.path), create=False)
+
+
+def stored(journal: Journal) -> bytes:
+    """Everything the journal keeps on disk or in its database, as bytes."""
+    url = getattr(journal, "url", None)
+    if url is None:  # the file and its write-ahead log
+        wal = journal.path.with_name(journal.path.name + "-wal")
+        return journal.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT e::text FROM ecrlink.entries e").fetchall()
+    return "".join(r[0] for r in rows).encode()
+
+
+def test_created_owner_only_in_wal_mode(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "sub" / "journal.sqlite3")
     assert stat.S_IMODE(journal.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(journal.path.parent.stat().st_mode) == 0o700
     db = sqlite3.connect(journal.path)
@@ -38,7 +71,7 @@ def test_created_owner_only_in_wal_mode(journal: Journal) -> None:
 def test_pending_is_durable_before_anything_else(journal: Journal) -> None:
     entry_id = journal.begin("http://t", SALE)
     # Another connection (another process) sees it at once: it was committed.
-    other = Journal(journal.path)
+    other = reopen(journal)
     entry = other.get(entry_id)
     assert entry.state is State.PENDING
     assert (entry.amount, entry.invoice, entry.reference) == (123456, "HD1", "R")
@@ -80,7 +113,8 @@ def test_unmasked_card_is_masked_before_storage(
     assert entry.card_no == "9704 36XX XXXX 6163"
     assert entry.raw_reply is not None and b"3612 3456" not in entry.raw_reply
     assert "unmasked card number" in caplog.text
-    assert b"3612 3456" not in journal.path.read_bytes()
+    assert b"3612 3456" not in stored(journal)
+    assert b"9704 36XX XXXX 6163" in stored(journal)
 
 
 def test_void_keeps_the_receipt_it_cancels(journal: Journal) -> None:
@@ -186,3 +220,72 @@ def test_schema_1_journal_is_migrated(tmp_path: Path) -> None:
         [entry] = journal.unresolved()
         assert entry.mark_before is None and entry.charged_amount is None
         journal.resolve(entry.id, State.DECLINED, by=ResolvedBy.CASHIER)
+
+
+def test_every_change_carries_its_number_and_sync_reads_them_in_order(journal: Journal) -> None:
+    a = journal.begin("http://t", SALE)
+    b = journal.begin("http://t", SALE)
+    journal.record(a, Event.SENT, Event.REPLY_APPROVED)
+    assert journal.last_change() == 4
+    changes, entries = journal.changes_since(0, 100)
+    assert [(c.id, c.entry_id, c.state) for c in changes] == [
+        (1, a, State.PENDING), (2, b, State.PENDING), (3, a, State.SENT), (4, a, State.APPROVED),
+    ]
+    assert [(e.id, e.state, n) for e, n in entries] == [
+        (a, State.APPROVED, 4), (b, State.PENDING, 2),
+    ]
+    # an entry comes with its latest change number, even one past the batch
+    first, touched = journal.changes_since(0, 1)
+    assert [c.id for c in first] == [1]
+    assert [(e.id, n) for e, n in touched] == [(a, 4)]
+    assert journal.change(3) == changes[2] and journal.change(99) is None
+    assert journal.changes_since(4, 10) == ([], [])
+    with pytest.raises(FieldError, match="limit: must be at least 1"):
+        journal.changes_since(0, 0)
+
+
+def test_a_journal_has_one_id_for_life(journal: Journal) -> None:
+    first = journal.journal_id()
+    assert len(first) >= 32
+    journal.begin("http://t", SALE)
+    with reopen(journal) as again:
+        assert again.journal_id() == first
+
+
+def test_a_planned_change_survives_json_and_applies_once(journal: Journal) -> None:
+    entry_id = journal.begin("http://t", SALE)
+    answer = parse_reply(fixture_bytes("sale_approved_swipe.json"))
+    change = journal.recorded(entry_id, Event.SENT, Event.REPLY_APPROVED, result=answer,
+                              by=ResolvedBy.REPLY, charged_amount=123456,
+                              learned={"tid": "31002095", "mark_at": datetime.now(UTC)})
+    again = Recorded.from_json(change.to_json())
+    assert again.fill == change.fill and again.events == change.events
+    assert journal.apply(again) is State.APPROVED
+    entry = journal.get(entry_id)
+    assert (entry.receipt_no, entry.raw_reply, entry.resolved_by) == (
+        "6", fixture_bytes("sale_approved_swipe.json"), ResolvedBy.REPLY)
+    assert journal.profile("http://t").tid == "31002095"
+    with pytest.raises(IllegalTransition):
+        journal.apply(again)
+
+
+def test_schema_3_journal_gains_change_numbers_and_keeps_its_old_fingerprint(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v3.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(";".join(_MIGRATIONS[:3]) + "; PRAGMA user_version = 3;")
+    db.execute("INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
+               "created_at, updated_at) VALUES ('http://t', 'sale', 'approved', 'r1', 'c', 5, "
+               "'2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00')")
+    for state in ("pending", "sent", "approved"):
+        db.execute("INSERT INTO history (entry_id, at, state) VALUES (1, "
+                   "'2026-01-01T00:00:00+00:00', ?)", (state,))
+    db.commit()
+    db.close()
+    with Journal(path, readonly=True) as journal:  # a sync upgrades it, then only reads
+        # head office knew this journal by its first entry: it keeps that name
+        assert journal.journal_id() == "2026-01-01T00:00:00+00:00 r1"
+        assert [(e.id, n) for e, n in journal.changes_since(0, 10)[1]] == [(1, 3)]
+        with pytest.raises(JournalError, match="write failed"):
+            journal.begin("http://t", SALE)

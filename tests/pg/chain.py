@@ -3,7 +3,6 @@ comparison of a store's journal with what head office holds."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 from ecrlink import Terminal
 from ecrlink.journal import Entry, Journal
 from ecrlink.journal.central import Central, Change
-from ecrlink.journal.sync import _change
 from ecrlink.simulator import Simulator
 
 # Approved, declined 51, canceled, approved but the reply lost (in doubt, then proven
@@ -35,12 +33,7 @@ def local_state(path: Path) -> tuple[list[Entry], list[Change]]:
     """A store's journal: its entries and every state change, in order."""
     with Journal(path, create=False) as journal:
         entries = list(journal.entries())
-    db = sqlite3.connect(path)
-    try:
-        changes = [_change(r) for r in db.execute(
-            "SELECT id, entry_id, at, state, by, who, note FROM history ORDER BY id")]
-    finally:
-        db.close()
+        changes, _ = journal.changes_since(0, 10**9)
     return entries, changes
 
 

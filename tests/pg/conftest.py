@@ -1,44 +1,11 @@
-"""A real PostgreSQL server for the chain tests, started once per session.
-
-Without PostgreSQL's server binaries (or psycopg) these tests skip, saying why; under
-``CI=true`` they fail instead: CI must run them (``.ci/run`` installs the binaries).
-"""
+"""The chain tests' databases, on the session's PostgreSQL server (``pg_server``,
+``tests/conftest.py``: skipped without PostgreSQL's binaries, failed under CI=true)."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from collections.abc import Iterator
-
 import pytest
 
-from tests.pgserver import PgServer, find_bindir
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: these tests must run)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One throwaway server for the session; stopped and removed afterwards."""
-    if importlib.util.find_spec("psycopg") is None:
-        _missing("psycopg is not installed: pip install -e '.[dev]'")
-    bindir = find_bindir()
-    if bindir is None:
-        _missing(
-            "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install "
-            "postgresql, or set ECRLINK_PG_BINDIR"
-        )
-        raise AssertionError("unreachable")
-    server = PgServer(bindir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+from tests.pgserver import PgServer
 
 
 @pytest.fixture

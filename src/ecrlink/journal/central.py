@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import FieldError, JournalError
-from .records import Entry, ResolvedBy, State
+from .records import Change, Entry, ResolvedBy, State
 
 if TYPE_CHECKING:
     import psycopg
@@ -168,20 +168,6 @@ _MERGE_HISTORY = (
     f"INSERT INTO ecrlink_chain.history ({_HISTORY_LIST}) SELECT {_HISTORY_LIST} "
     "FROM ship_history ON CONFLICT (site, id) DO NOTHING"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One state change of a store's journal (a row of its ``history``)."""
-
-    id: int
-    """The store's history row id: its change number, increasing with every commit."""
-    entry_id: int
-    at: datetime
-    state: State
-    by: str | None = None
-    who: str | None = None
-    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

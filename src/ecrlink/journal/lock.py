@@ -53,10 +53,29 @@ import threading
 import time
 from pathlib import Path
 from types import ModuleType, TracebackType
+from typing import Any, Protocol
 
 from .._exceptions import JournalError, TerminalBusy
 
-__all__ = ["TerminalLock", "use_platform"]
+__all__ = ["Lock", "TerminalLock", "use_platform"]
+
+
+class Lock(Protocol):
+    """What a terminal's lock offers, whatever holds it (this module's file lock, or a
+    PostgreSQL journal's advisory lock: ``ecrlink.journal.pg.PgTerminalLock``)."""
+
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Take it, waiting up to its ``wait`` (then ``TerminalBusy``); False if ``stop``."""
+
+    def release(self) -> None:
+        """Give it back; harmless if not held."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 try:
     import fcntl

@@ -9,7 +9,7 @@ from datetime import datetime
 from ..payment.states import FINAL_STATES, State
 from ..protocol import INVOICE_FIELD, REFERENCE_FIELD, card_last4
 
-__all__ = ["FINAL_STATES", "Entry", "ResolvedBy", "State", "TerminalProfile"]
+__all__ = ["FINAL_STATES", "Change", "Entry", "ResolvedBy", "State", "TerminalProfile"]
 
 
 class ResolvedBy(enum.StrEnum):
@@ -92,3 +92,17 @@ class TerminalProfile:
     """Terminal clock minus ours, in seconds."""
     tid: str | None = None
     pos_serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change of a journal (a row of its ``history``)."""
+
+    id: int
+    """The history row id: the journal's change number, increasing with every commit."""
+    entry_id: int
+    at: datetime
+    state: State
+    by: str | None = None
+    who: str | None = None
+    note: str | None = None

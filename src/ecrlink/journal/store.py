@@ -12,16 +12,27 @@ fsynced: those cannot always be asked again. Each state
 change also appends a row to ``history`` in the same transaction, so who changed what
 and when survives. Card numbers arrive masked from the protocol core; raw replies are
 masked again here before they touch the disk.
+
+The same class keeps a PostgreSQL journal (``ecrlink.journal.pg``): the transitions,
+masking, history, schema version and migrations are written here once, against a
+connection whose ``execute`` takes ``?`` parameters; a backend supplies only the
+plumbing (connecting, the write and read transactions, the migration runner's
+version record, the DDL types). Every state change also writes the entry's ``change``
+(its latest history id) in the same transaction, and ``meta`` holds the journal's id:
+what a sync to head office reads (``changes_since``).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,10 +44,11 @@ from .._exceptions import IllegalTransition, JournalError
 from ..payment.states import OPEN_STATES, Event, State, next_state
 from ..protocol import Request, Result, Sale, Void, mask_card_numbers
 from ..protocol.field_texts import field_error
-from .records import Entry, ResolvedBy, TerminalProfile
+from .lock import Lock, TerminalLock
+from .records import Change, Entry, ResolvedBy, TerminalProfile
 
 __all__ = [
-    "SCHEMA_VERSION", "Journal", "Page", "Selection", "default_data_dir",
+    "SCHEMA_VERSION", "Journal", "Page", "Recorded", "Selection", "default_data_dir",
     "default_journal_path",
 ]
 
@@ -44,7 +56,7 @@ T = TypeVar("T")
 
 log = logging.getLogger("ecrlink.journal")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each migration takes the schema from version i to i + 1. Never edit one that shipped.
 _MIGRATIONS: list[str] = [
@@ -120,6 +132,16 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX entries_terminal_state_created ON entries (terminal, state, created_at);
     CREATE INDEX entries_state_created ON entries (state, created_at);
     """,
+    # 4: what a sync reads. Each entry's change number (its latest history id), written
+    # by every state change in the same UPDATE; the journal's id and schema version in
+    # ``meta`` (the id is written by _set_journal_id: the old fingerprint, first entry's
+    # time and requestId, for a journal that head office may already know by it).
+    """
+    ALTER TABLE entries ADD COLUMN change INTEGER;
+    UPDATE entries SET change = (SELECT max(h.id) FROM history h WHERE h.entry_id = entries.id);
+    CREATE INDEX entries_change ON entries (change);
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -185,7 +207,9 @@ def _upsert_profile(
     if unknown:
         raise JournalError(f"unknown terminal profile field(s): {', '.join(sorted(unknown))}")
     columns = list(values)
-    params = [_iso(v) if isinstance(v, datetime) else v for v in values.values()]
+    # bool as 0/1, as SQLite keeps it anyway: PostgreSQL's integer columns refuse a bool.
+    params = [_iso(v) if isinstance(v, datetime) else int(v) if isinstance(v, bool) else v
+              for v in values.values()]
     db.execute(
         f"INSERT INTO terminals (terminal, updated_at{''.join(', ' + c for c in columns)}) "
         f"VALUES (?, ?{', ?' * len(columns)}) ON CONFLICT (terminal) DO UPDATE SET "
@@ -308,6 +332,50 @@ def _count_sql(selection: Selection) -> tuple[str, list[Any]] | None:
     return f"SELECT count(*) FROM entries{where}", params
 
 
+_FILL = ("receipt_no", "approval_code", "ref_no", "card_no", "tid", "mid", "batch_no", "stan",
+         "trans_time", "return_code", "raw_reply", "charged_amount")
+"""The columns a state change fills in (each kept if the change brings nothing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one :meth:`Journal.record` writes, worked out before its transaction.
+
+    Plain values only (``to_json``): an answer the database could not take waits in a
+    spool as one of these and is applied later through the same transition.
+    """
+
+    entry_id: int
+    events: tuple[Event, ...]
+    by: str | None = None
+    who: str | None = None
+    note: str | None = None
+    fill: Mapping[str, Any] | None = None
+    """Column -> value (``_FILL``); None values keep what the entry has."""
+    learned: Mapping[str, Any] | None = None
+
+    def to_json(self) -> str:
+        """This change as one line of JSON (the raw reply in base64)."""
+        fill = dict(self.fill or {})
+        if isinstance(fill.get("raw_reply"), bytes):
+            fill["raw_reply"] = base64.b64encode(fill["raw_reply"]).decode("ascii")
+        learned = {k: _iso(v) if isinstance(v, datetime) else v
+                   for k, v in (self.learned or {}).items()}
+        return json.dumps({"entry_id": self.entry_id, "events": [e.value for e in self.events],
+                           "by": self.by, "who": self.who, "note": self.note, "fill": fill,
+                           "learned": learned or None}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Recorded:
+        """The inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        fill = dict(data["fill"] or {})
+        if isinstance(fill.get("raw_reply"), str):
+            fill["raw_reply"] = base64.b64decode(fill["raw_reply"])
+        return cls(int(data["entry_id"]), tuple(Event(e) for e in data["events"]),
+                   data["by"], data["who"], data["note"], fill, data["learned"])
+
+
 class Journal:
     """A durable record of every command sent to every terminal.
 
@@ -315,19 +383,30 @@ class Journal:
     (SQLite locking; WAL lets readers go on while one writer commits).
     """
 
+    _FOR_UPDATE = ""
+    """What locks the entry a state change reads (SQLite's writer already holds the file)."""
+
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, create: bool = True
+        self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+        readonly: bool = False,
     ) -> None:
-        """Open (``create``: or create) the journal at ``path`` (default: the user's)."""
+        """Open (``create``: or create) the journal at ``path`` (default: the user's).
+
+        ``readonly``: an existing journal, read through a read-only connection (a sync
+        that must never write the store's journal); an older schema is upgraded first.
+        """
         self.path = Path(path) if path is not None else default_journal_path()
         self._lock = threading.RLock()
-        if not create and not self.path.is_file():
+        if (readonly or not create) and not self.path.is_file():
             # A mistyped path must not quietly become an empty journal that "has
             # nothing in doubt".
             raise JournalError(
-                f"journal {self.path}: no such file (a journal is created by the first "
+                f"journal {self.where}: no such file (a journal is created by the first "
                 "payment; check the path)"
             )
+        if readonly:
+            self._open_readonly()
+            return
         try:
             # Owner-only on POSIX: it holds payment records. The file is created before
             # SQLite does, which gives the -wal and -shm files the same permissions.
@@ -345,7 +424,27 @@ class Journal:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"journal {self.path}: cannot open ({exc})") from exc
+            raise JournalError(f"journal {self.where}: cannot open ({exc})") from exc
+
+    def _open_readonly(self) -> None:
+        """Connect read-only; a journal of an older schema is upgraded first (by a
+        writable journal, closed at once)."""
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                self._db.close()
+                Journal(self.path, create=False).close()
+                self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                           check_same_thread=False, timeout=30)
+            elif version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {self.where}: schema version {version} is newer than this "
+                    f"ecrlink ({SCHEMA_VERSION}); upgrade ecrlink")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.where}: cannot open ({exc})") from exc
 
     # --- plumbing -----------------------------------------------------------------
 
@@ -353,7 +452,7 @@ class Journal:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(
-                f"journal {self.path}: schema version {version} is newer than this ecrlink "
+                f"journal {self.where}: schema version {version} is newer than this ecrlink "
                 f"({SCHEMA_VERSION}); upgrade ecrlink"
             )
         for step in range(version, SCHEMA_VERSION):
@@ -366,6 +465,7 @@ class Journal:
                 for statement in _MIGRATIONS[step].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+                _after_migration(self._db, step + 1)
                 self._db.execute(f"PRAGMA user_version = {step + 1}")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -397,18 +497,39 @@ class Journal:
                     if not fsync:
                         self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: write failed ({exc})") from exc
+                raise JournalError(f"journal {self.where}: write failed ({exc})") from exc
             return done
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        """The rows of one query (autocommit: one statement is its own snapshot)."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.where}: read failed ({exc})") from exc
+
+    @property
+    def where(self) -> str:
+        """The journal's name in messages: its file (or its URL, password hidden)."""
+        return str(self.path)
 
     @staticmethod
     def _history(
-        db: sqlite3.Connection, entry_id: int, state: State, at: str, by: str | None = None,
+        db: Any, entry_id: int, state: State, at: str, by: str | None = None,
         who: str | None = None, note: str | None = None,
-    ) -> None:
-        db.execute(
-            "INSERT INTO history (entry_id, at, state, by, who, note) VALUES (?, ?, ?, ?, ?, ?)",
+    ) -> int:
+        """Append one history row; returns its id (the change number)."""
+        row = db.execute(
+            "INSERT INTO history (entry_id, at, state, by, who, note) VALUES (?, ?, ?, ?, ?, ?) "
+            "RETURNING id",
             (entry_id, at, state.value, by, who, note),
-        )
+        ).fetchone()
+        return int(row[0])
+
+    def terminal_lock(self, terminal: str, *, wait: float, directory: Path) -> Lock:
+        """The lock that gives one command at a time ``terminal`` (a file lock in
+        ``directory``; a PostgreSQL journal's own is an advisory lock)."""
+        return TerminalLock(directory, terminal, wait=wait)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -446,18 +567,18 @@ class Journal:
         fields = request.fields if isinstance(request, Sale) else ("", "", "", "", "")
         void_of = request.receipt_no if isinstance(request, Void) else None
 
-        def insert(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
+        def insert(db: Any) -> int:
+            entry_id = int(db.execute(
                 "INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
                 "f1, f2, f3, f4, f5, created_at, updated_at, void_of, mark_before, mark_at, "
-                "deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (terminal, request.command.value, State.PENDING.value, request.request_id,
                  request.client_id, amount, *fields, at, at, void_of, mark,
                  _iso(mark_at), _iso(deadline)),
-            )
-            entry_id = cursor.lastrowid
-            assert entry_id is not None
-            self._history(db, entry_id, State.PENDING, at)
+            ).fetchone()[0])
+            change = self._history(db, entry_id, State.PENDING, at)
+            db.execute("UPDATE entries SET change = ? WHERE id = ?", (change, entry_id))
             if request.command.value != "last trans":
                 # Until this command's outcome is known, the terminal's mark is not.
                 _upsert_profile(db, terminal, at, {"mark_valid": 0})
@@ -487,17 +608,56 @@ class Journal:
         journal knows of the terminal (see :class:`TerminalProfile`) in the same
         commit. ``fsync=False``: see the module docstring.
         """
+        return self.apply(
+            self.recorded(entry_id, *events, result=result, by=by, who=who, note=note,
+                          receipt_no=receipt_no, charged_amount=charged_amount,
+                          learned=learned),
+            fsync=fsync,
+        )
+
+    def recorded(
+        self,
+        entry_id: int,
+        *events: Event,
+        result: Result | None = None,
+        by: ResolvedBy | None = None,
+        who: str | None = None,
+        note: str | None = None,
+        receipt_no: str | None = None,
+        charged_amount: int | None = None,
+        learned: Mapping[str, Any] | None = None,
+    ) -> Recorded:
+        """What :meth:`record` with these arguments writes (nothing is written yet)."""
         if not events:
             raise IllegalTransition("record: no event given")
-        raw = self._masked_raw(entry_id, result)
         t = result.transaction if result is not None else None
+        fill = dict(zip(_FILL, (
+            receipt_no or (t.receipt_no if t else None),
+            t.approval_code if t else None, t.ref_no if t else None,
+            t.card_no if t else None, t.tid if t else None, t.mid if t else None,
+            t.batch_no if t else None, t.stan if t else None,
+            t.time.isoformat() if t and t.time else None,
+            result.return_code if result is not None else None,
+            self._masked_raw(entry_id, result), charged_amount,
+        ), strict=True))
+        return Recorded(
+            entry_id, events, by.value if by is not None else None, who,
+            note or (result.detail if result is not None else None),
+            {k: v for k, v in fill.items() if v is not None}, learned,
+        )
 
-        def update(db: sqlite3.Connection) -> State:
+    def apply(self, change: Recorded, *, fsync: bool = True) -> State:
+        """Write ``change`` (see :meth:`record`, which is this with its arguments)."""
+        entry_id, events = change.entry_id, change.events
+        fill = change.fill or {}
+
+        def update(db: Any) -> State:
             row = db.execute(
-                "SELECT state, terminal FROM entries WHERE id = ?", (entry_id,)
+                "SELECT state, terminal FROM entries WHERE id = ?" + self._FOR_UPDATE,
+                (entry_id,),
             ).fetchone()
             if row is None:
-                raise JournalError(f"journal {self.path}: no entry {entry_id}")
+                raise JournalError(f"journal {self.where}: no entry {entry_id}")
             state, terminal = State(row[0]), row[1]
             try:
                 path = [next_state(state, events[0])]
@@ -508,34 +668,28 @@ class Journal:
                     from None
             at = _now()
             final = path[-1]
-            resolved_by = by.value if by is not None and final not in OPEN_STATES else None
-            detail = note or (result.detail if result is not None else None)
+            resolved_by = change.by if final not in OPEN_STATES else None
+            detail = change.note
+            last = 0
+            for step in path:
+                final_step = step is path[-1]
+                last = self._history(db, entry_id, step, at, resolved_by if final_step else None,
+                                     change.who if final_step else None,
+                                     detail if final_step else None)
             db.execute(
-                "UPDATE entries SET state = ?, updated_at = ?, resolved_by = COALESCE(?, "
-                "resolved_by), resolved_who = COALESCE(?, resolved_who), note = COALESCE(?, "
-                "note), receipt_no = COALESCE(?, receipt_no), approval_code = COALESCE(?, "
-                "approval_code), ref_no = COALESCE(?, ref_no), card_no = COALESCE(?, card_no), "
-                "tid = COALESCE(?, tid), mid = COALESCE(?, mid), batch_no = COALESCE(?, "
+                "UPDATE entries SET state = ?, updated_at = ?, change = ?, resolved_by = "
+                "COALESCE(?, resolved_by), resolved_who = COALESCE(?, resolved_who), note = "
+                "COALESCE(?, note), receipt_no = COALESCE(?, receipt_no), approval_code = "
+                "COALESCE(?, approval_code), ref_no = COALESCE(?, ref_no), card_no = COALESCE(?, "
+                "card_no), tid = COALESCE(?, tid), mid = COALESCE(?, mid), batch_no = COALESCE(?, "
                 "batch_no), stan = COALESCE(?, stan), trans_time = COALESCE(?, trans_time), "
                 "return_code = COALESCE(?, return_code), raw_reply = COALESCE(?, raw_reply), "
                 "charged_amount = COALESCE(?, charged_amount) WHERE id = ?",
-                (
-                    final.value, at, resolved_by, who, detail,
-                    receipt_no or (t.receipt_no if t else None),
-                    t.approval_code if t else None, t.ref_no if t else None,
-                    t.card_no if t else None, t.tid if t else None, t.mid if t else None,
-                    t.batch_no if t else None, t.stan if t else None,
-                    t.time.isoformat() if t and t.time else None,
-                    result.return_code if result is not None else None, raw,
-                    charged_amount, entry_id,
-                ),
+                (final.value, at, last, resolved_by, change.who, detail,
+                 *(fill.get(column) for column in _FILL), entry_id),
             )
-            for step in path:
-                last = step is path[-1]
-                self._history(db, entry_id, step, at, resolved_by if last else None,
-                              who if last else None, detail if last else None)
-            if learned:
-                _upsert_profile(db, terminal, at, learned)
+            if change.learned:
+                _upsert_profile(db, terminal, at, change.learned)
             return final
 
         return self._write(update, fsync=fsync)
@@ -584,11 +738,10 @@ class Journal:
         Only safe while holding that terminal's lock: then no live process is in the
         middle of one of them, so such an entry is what a crash left behind.
         """
-        with self._lock:
-            ids = [row[0] for row in self._db.execute(
-                "SELECT id FROM entries WHERE terminal = ? AND state IN ('pending', 'sent')",
-                (terminal,),
-            )]
+        ids = [row[0] for row in self._read(
+            "SELECT id FROM entries WHERE terminal = ? AND state IN ('pending', 'sent')",
+            (terminal,),
+        )]
         for entry_id in ids:
             self.record(entry_id, Event.LOST, note="left unanswered by an interrupted process")
         return len(ids)
@@ -599,17 +752,13 @@ class Journal:
 
     def profile(self, terminal: str) -> TerminalProfile:
         """What the journal knows about ``terminal`` (an empty profile if nothing)."""
-        with self._lock:
-            try:
-                row = self._db.execute(
-                    f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM terminals WHERE terminal = ?",
-                    (terminal,),
-                ).fetchone()
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
-        if row is None:
+        rows = self._read(
+            f"SELECT {', '.join(_PROFILE_COLUMNS)} FROM terminals WHERE terminal = ?",
+            (terminal,),
+        )
+        if not rows:
             return TerminalProfile(terminal)
-        mark, mark_at, valid, echoes, offset, tid, serial = row
+        mark, mark_at, valid, echoes, offset, tid, serial = rows[0]
         return TerminalProfile(
             terminal, mark=mark, mark_at=_parse_time(mark_at), mark_valid=bool(valid),
             echoes=None if echoes is None else bool(echoes), clock_offset=offset,
@@ -620,15 +769,10 @@ class Journal:
 
     def _select(self, where: str = "", params: tuple[Any, ...] = (), tail: str = "") -> list[Entry]:
         sql = f"SELECT {_COLUMNS} FROM entries {('WHERE ' + where) if where else ''} {tail}"
-        with self._lock:
-            try:
-                rows = self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
-        return [_entry(row) for row in rows]
+        return [_entry(row) for row in self._read(sql, params)]
 
     @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+    def _snapshot(self) -> Iterator[Any]:
         """One consistent view for several reads (WAL: writers go on meanwhile)."""
         with self._lock:
             try:
@@ -638,7 +782,7 @@ class Journal:
                 finally:
                     self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
+                raise JournalError(f"journal {self.where}: read failed ({exc})") from exc
 
     def count(self, selection: Selection | None = None) -> int:
         """How many entries ``selection`` (default: all) holds."""
@@ -701,7 +845,7 @@ class Journal:
         """One entry by id; ``JournalError`` if there is none."""
         found = self._select("id = ?", (entry_id,))
         if not found:
-            raise JournalError(f"journal {self.path}: no entry {entry_id}")
+            raise JournalError(f"journal {self.where}: no entry {entry_id}")
         return found[0]
 
     def entries(
@@ -728,7 +872,9 @@ class Journal:
         for column, values in (("state", states), ("command", commands)):
             if values is not None:
                 listed = [str(v) for v in values]
-                clauses.append(f"{column} IN ({','.join('?' * len(listed))})")
+                # An empty list selects nothing (PostgreSQL has no empty IN list).
+                clauses.append(f"{column} IN ({','.join('?' * len(listed))})" if listed
+                               else "1 = 0")
                 params += listed
         yield from self._select(" AND ".join(clauses), tuple(params), "ORDER BY id")
 
@@ -775,14 +921,81 @@ class Journal:
                 "WHERE t.name IS NOT NULL) SELECT name FROM t WHERE name IS NOT NULL"
             )]
 
+    # --- reader for a sync: changes in commit order ---------------------------------
+
+    def journal_id(self) -> str:
+        """This journal's id (``meta``): made once at creation, kept by copies and backups."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'journal_id'")
+        if not rows:
+            raise JournalError(f"journal {self.where}: it has no id (meta table)")
+        return str(rows[0][0])
+
+    def last_change(self) -> int:
+        """The latest change number (0: none yet). Cheap: the max of an integer key."""
+        value = self._read("SELECT max(id) FROM history")[0][0]
+        return int(value) if value is not None else 0
+
+    def change(self, change_id: int) -> Change | None:
+        """The change numbered ``change_id``, if there is one."""
+        rows = self._read(
+            "SELECT id, entry_id, at, state, by, who, note FROM history WHERE id = ?",
+            (change_id,),
+        )
+        return _change(rows[0]) if rows else None
+
+    def changes_since(
+        self, after: int, limit: int
+    ) -> tuple[list[Change], list[tuple[Entry, int]]]:
+        """The next ``limit`` changes after change number ``after``, and the entries they
+        touch with each entry's own change number, from one snapshot (an entry may be
+        newer than the batch: a reader then gets its newer state at once).
+
+        Change numbers follow commit order (SQLite has one writer at a time; a
+        PostgreSQL journal serialises its writes), so a reader resuming after the last
+        number it saw misses nothing.
+        """
+        if limit < 1:
+            raise field_error("limit", "at_least", limit, min=1)
+        with self._snapshot() as db:
+            changes = [_change(row) for row in db.execute(
+                "SELECT id, entry_id, at, state, by, who, note FROM history "
+                "WHERE id > ? ORDER BY id LIMIT ?", (after, limit),
+            ).fetchall()]
+            ids = sorted({c.entry_id for c in changes})
+            rows = db.execute(
+                f"SELECT {_COLUMNS}, change FROM entries "
+                f"WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids,
+            ).fetchall() if ids else []
+        return changes, [(_entry(row[:-1]), int(row[-1])) for row in rows]
+
     def history(self, entry_id: int) -> list[dict[str, Any]]:
         """The state changes of one entry, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT at, state, by, who, note FROM history WHERE entry_id = ? ORDER BY id",
-                (entry_id,),
-            ).fetchall()
+        rows = self._read(
+            "SELECT at, state, by, who, note FROM history WHERE entry_id = ? ORDER BY id",
+            (entry_id,),
+        )
         return [dict(zip(("at", "state", "by", "who", "note"), row, strict=True)) for row in rows]
+
+
+def _change(row: Any) -> Change:
+    id_, entry_id, at, state, by, who, note = row
+    return Change(int(id_), int(entry_id), datetime.fromisoformat(at), State(state), by, who,
+                  note)
+
+
+def _after_migration(db: Any, version: int) -> None:
+    """What a migration to ``version`` writes besides its DDL (both backends)."""
+    if version < 4:  # no meta table yet
+        return
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key) "
+               "DO UPDATE SET value = excluded.value", (str(version),))
+    if version == 4:
+        # A journal that existed before its id: head office knew it by its first entry.
+        first = db.execute(
+            "SELECT created_at, request_id FROM entries ORDER BY id LIMIT 1").fetchone()
+        made = f"{first[0]} {first[1]}" if first else str(uuid.uuid4())
+        db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?) "
+                   "ON CONFLICT (key) DO NOTHING", (made,))
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

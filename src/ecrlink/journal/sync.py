@@ -18,20 +18,17 @@ idempotent and never put an older change over a newer one, so shipping a batch t
 from __future__ import annotations
 
 import random
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from .._exceptions import JournalError
-from ..payment.states import State
 from .central import Central, CentralUnreachable, Change
 from .records import Entry
-from .store import _COLUMNS, SCHEMA_VERSION, Journal, _entry
+from .store import Journal
 
 __all__ = ["Backoff", "LocalJournal", "Progress", "Shipper", "follow_journal", "sync_once"]
 
@@ -39,38 +36,15 @@ DEFAULT_BATCH = 500
 
 
 class LocalJournal:
-    """A read-only view of a store's SQLite journal, in change order."""
+    """A read-only view of a store's journal, in change order (its public reader)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise JournalError(
-                f"journal {self.path}: no such file (a journal is created by the first "
-                "payment; check the path)"
-            )
-        try:
-            self._db = self._connect()
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
-                # The journal's own code upgrades it; after that we only read.
-                self._db.close()
-                Journal(self.path, create=False).close()
-                self._db = self._connect()
-            elif version > SCHEMA_VERSION:
-                raise JournalError(
-                    f"journal {self.path}: schema version {version} is newer than this "
-                    f"ecrlink ({SCHEMA_VERSION}); upgrade ecrlink"
-                )
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: cannot open ({exc})") from exc
-
-    def _connect(self) -> sqlite3.Connection:
-        uri = self.path.resolve().as_uri() + "?mode=ro"
-        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+        self._journal = Journal(self.path, readonly=True)
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        self._journal.close()
 
     def __enter__(self) -> Self:
         return self
@@ -81,65 +55,25 @@ class LocalJournal:
     ) -> None:
         self.close()
 
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
-
     def fingerprint(self) -> str | None:
-        """Which journal this is: its first entry's time and requestId (None: empty).
+        """Which journal this is: its id (None while it has no change to ship).
 
         Head office refuses a second journal under a site name that one already feeds.
         """
-        rows = self._read("SELECT created_at, request_id FROM entries ORDER BY id LIMIT 1")
-        return f"{rows[0][0]} {rows[0][1]}" if rows else None
+        return self._journal.journal_id() if self.last_change() else None
 
     def last_change(self) -> int:
         """The latest change number (0: none yet). Cheap: the max of an integer key."""
-        value = self._read("SELECT max(id) FROM history")[0][0]
-        return int(value) if isinstance(value, int) else 0
+        return self._journal.last_change()
 
     def change(self, change_id: int) -> Change | None:
         """The change numbered ``change_id``."""
-        rows = self._read(
-            "SELECT id, entry_id, at, state, by, who, note FROM history WHERE id = ?",
-            (change_id,),
-        )
-        return _change(rows[0]) if rows else None
+        return self._journal.change(change_id)
 
     def read(self, after: int, limit: int) -> tuple[list[Change], list[tuple[Entry, int]]]:
         """The next ``limit`` changes after ``after``, and the entries they touch with each
-        entry's change number, from one snapshot (an entry may be newer than the batch:
-        head office then gets its newer state at once)."""
-        try:
-            self._db.execute("BEGIN")
-            try:
-                changes = [_change(row) for row in self._db.execute(
-                    "SELECT id, entry_id, at, state, by, who, note FROM history "
-                    "WHERE id > ? ORDER BY id LIMIT ?", (after, limit),
-                )]
-                ids = sorted({c.entry_id for c in changes})
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS}, (SELECT max(h.id) FROM history h "
-                    f"WHERE h.entry_id = entries.id) FROM entries "
-                    f"WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id", ids,
-                ).fetchall() if ids else []
-            finally:
-                self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {self.path}: read failed ({exc})") from exc
-        return changes, [(_entry(row[:-1]), int(row[-1])) for row in rows]
-
-
-def _change(row: tuple[object, ...]) -> Change:
-    id_, entry_id, at, state, by, who, note = row
-    assert isinstance(id_, int) and isinstance(entry_id, int) and isinstance(at, str)
-    return Change(
-        id_, entry_id, datetime.fromisoformat(at), State(str(state)),
-        by if isinstance(by, str) else None, who if isinstance(who, str) else None,
-        note if isinstance(note, str) else None,
-    )
+        entry's change number, from one snapshot (``Journal.changes_since``)."""
+        return self._journal.changes_since(after, limit)
 
 
 @dataclass(slots=True)
