@@ -28,7 +28,7 @@ from ecrlink.cli.output import (
     render_entries,
     write_entries_json,
 )
-from ecrlink.journal import Entry, Journal, State
+from ecrlink.journal import Entry, Journal, State, store
 from ecrlink.protocol import VIETNAM_TIME
 
 from .conftest import run
@@ -91,6 +91,21 @@ def test_default_is_the_newest_50_oldest_first_with_a_footer(tmp_path: Path) -> 
     assert "`--all`" in en
     vi, _ = listing(path, "--lang", "vi")
     assert "Đang hiện 50 giao dịch mới nhất trong tổng số 120; còn 70 giao dịch cũ hơn" in vi
+
+
+def test_a_selection_too_large_to_count_says_more_than(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "COUNT_CAP", 80)  # counting stops after 81
+    path = make(tmp_path / "j.sqlite3", [{}] * 120)
+    text, _ = listing(path, "--lang", "en")
+    assert "Showing the newest 50 of more than 80 entries: `--limit N` shows more" in text
+    vi, _ = listing(path, "--lang", "vi")
+    assert "Đang hiện 50 giao dịch mới nhất trong hơn 80 giao dịch" in vi
+    _, stderr = listing(path, "--json")
+    assert "of more than 80 entries" in stderr
+    larger, _ = listing(path, "--limit", "100")  # a page beyond the cap: still "more"
+    assert "Showing the newest 100 of more than 101 entries" in larger
 
 
 def test_limit_and_all_at_their_boundaries(tmp_path: Path) -> None:

@@ -94,10 +94,11 @@ def ids(entries: list[Entry] | Iterator[Entry]) -> list[int]:
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=ROWS, selection=SELECTIONS, limit=st.integers(1, 45), chunk=st.integers(1, 7))
+@given(rows=ROWS, selection=SELECTIONS, limit=st.integers(1, 45), chunk=st.integers(1, 7),
+       cap=st.integers(1, 45))
 def test_sql_lists_equal_a_python_filter_of_every_entry(
     scratch: Path, rows: list[tuple[int, str, State]], selection: Selection, limit: int,
-    chunk: int,
+    chunk: int, cap: int,
 ) -> None:
     path = scratch / f"j{len(list(scratch.iterdir()))}.sqlite3"
     fill(path, rows)
@@ -107,8 +108,15 @@ def test_sql_lists_equal_a_python_filter_of_every_entry(
         assert ids(journal.select(selection, chunk=chunk)) == ids(expected)
         page = journal.page(selection, limit)
         assert ids(page.entries) == ids(expected[-limit:])
-        assert page.total == len(expected)
+        assert page.total == len(expected) and page.exact
         assert page.more == max(0, len(expected) - limit)
+        capped = journal.page(selection, limit, count_up_to=cap)
+        assert capped.entries == page.entries
+        cap = max(cap, limit + 1)
+        assert capped.exact == (len(expected) <= cap)
+        assert capped.total == min(len(expected), cap)
+        assert capped.exact or capped.more >= 1  # more than the page: said, if not counted
+        assert journal.count(selection, at_most=cap) == min(len(expected), cap + 1)
         open_ = selection.only(OPEN_STATES)
         assert journal.count(open_) == sum(e.state in OPEN_STATES for e in expected)
 
@@ -124,6 +132,10 @@ def test_paging_boundaries(tmp_path: Path) -> None:
             assert ids(page.entries) == everything[-limit:]
             assert (page.total, page.more) == (10, max(0, 10 - limit))
         assert journal.page(Selection(states=frozenset()), 5) == Page([], 0)
+        capped = journal.page(limit=3, count_up_to=6)
+        assert (ids(capped.entries), capped.total, capped.exact, capped.more) == (
+            [8, 9, 10], 6, False, 3)
+        assert journal.page(limit=3, count_up_to=10).exact
         assert list(journal.select(Selection(states=frozenset()))) == []
         for bad in (0, -1):
             with pytest.raises(FieldError, match="limit: must be at least 1"):
@@ -174,10 +186,11 @@ def test_every_list_query_reads_an_index_in_order_and_counts_from_an_index(
             plan = _plan(journal, *query)
             assert "TEMP B-TREE" not in plan, plan
             assert "INDEX" in plan, plan
-        counted = _count_sql(selection)
-        assert counted is not None
-        plan = _plan(journal, *counted)
-        assert "COVERING INDEX" in plan, plan
+        for at_most in (None, 100):
+            counted = _count_sql(selection, at_most)
+            assert counted is not None
+            plan = _plan(journal, *counted)
+            assert "COVERING INDEX" in plan, plan
 
 
 def test_schema_2_journal_gains_the_list_indexes(tmp_path: Path) -> None:

@@ -120,12 +120,12 @@ def _list_page(session: Session, j: Journal, selection: Selection, limit: int) -
     # Entries in doubt may be older than the page: count them all, from an index.
     doubtful = j.count(selection.only(OPEN_STATES)) if page.more else None
     render_entries(session.out, page.entries, session.lang, str(j.path), more=page.more,
-                   in_doubt=doubtful)
+                   more_exact=page.exact, in_doubt=doubtful)
 
 
 def _more(session: Session, page: Page) -> str:
-    shown, total = len(page.entries), page.total
-    return session.t("journal_more", shown=shown, total=total, more=page.more)
+    key = "journal_more" if page.exact else "journal_more_many"
+    return session.t(key, shown=len(page.entries), total=page.total, more=page.more)
 
 
 def _list_all(session: Session, j: Journal, selection: Selection) -> None:

@@ -334,6 +334,7 @@ def render_entries(
     terminals: Collection[str] | None = None,
     id_width: int = 0,
     more: int = 0,
+    more_exact: bool = True,
     in_doubt: int | None = None,
     chunk: int = LIST_CHUNK,
 ) -> None:
@@ -343,8 +344,9 @@ def render_entries(
     out with the column widths measured on the first (``id_width``: the widest id to
     come, so that ids line up and are never cut). ``terminals``: those the entries may
     name (default: the first chunk's); one is named in the title instead of a column.
-    ``more``: entries of the selection left out (a footer says how to see them);
-    ``in_doubt``: open entries in the whole selection (default: those shown).
+    ``more``: entries of the selection left out (a footer says how to see them; at
+    least that many unless ``more_exact``); ``in_doubt``: open entries in the whole
+    selection (default: those shown).
     """
     rows = iter(entries)
     batch = list(islice(rows, chunk))
@@ -386,7 +388,8 @@ def render_entries(
         if doubtful > open_shown:
             console.print(Text(text("journal_in_doubt_hidden", lang), style="bold red"))
     if more:
-        console.print(Text(text("journal_more", lang, shown=_count(shown, lang),
+        key = "journal_more" if more_exact else "journal_more_many"
+        console.print(Text(text(key, lang, shown=_count(shown, lang),
                                 total=_count(shown + more, lang), more=_count(more, lang))))
 
 
