@@ -10,6 +10,7 @@ bridge's Content-Security-Policy: any script error or CSP violation fails the te
 from __future__ import annotations
 
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,6 +168,33 @@ def test_decline_shows_reason_and_next_step(
     page.click("#new-sale")
     assert page.input_value("#amount") == ""
     assert page.evaluate("document.activeElement.id") == "amount"
+    # ...999: the customer presses Cancel on the terminal.
+    canceled = new_invoice()
+    pay(page, "100999", canceled)
+    assert wait_result(page) == "Giao dịch đã hủy trên máy POS"
+    p = payment_of(bridge, canceled, bridge.register_key)
+    assert p["state"] == "canceled"
+    assert page.inner_text("#decline-advice") == p["result"]["advice"]
+    assert ledger(sim, canceled) == [("canceled", 100999)]
+
+
+def test_a_terminal_that_cannot_be_reached(
+    page: Any, make_bridge: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Nothing listens where the terminal should be: the cashier is told that nothing
+    was charged, not that the outcome is unknown."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{s.getsockname()[1]}"
+    bridge = make_bridge(terminals={TERMINAL: nobody},
+                         terminal_options="connect_timeout = 1")
+    login(page, bridge, bridge.register_key)
+    invoice = new_invoice()
+    pay(page, "45000", invoice)
+    assert wait_result(page) == "Không gửi được tới máy POS"
+    assert "chưa bị trừ tiền" in page.inner_text("#decline-reason")
+    shot(page, artifacts(tmp_path), "unreachable")
+    assert payment_of(bridge, invoice)["state"] == "failed"
 
 
 @pytest.fixture
@@ -184,8 +212,8 @@ def test_in_doubt_resolved_by_the_manager(
     bridge = doubtful
     out = artifacts(tmp_path)
     cashier = browser.new_context(viewport=COUNTER)
-    page = cashier.new_page()
-    errors = PageErrors(page)
+    page = cashier_page = cashier.new_page()
+    cashier_errors = PageErrors(page)
     login(page, bridge, bridge.register_key)
     page.select_option("#terminal", TERMINAL)
     invoice = new_invoice()
@@ -195,13 +223,15 @@ def test_in_doubt_resolved_by_the_manager(
     assert "Đừng cho khách quẹt thẻ lần nữa" in doubt and "quản lý" in doubt
     shot(page, out, "doubt_1_cashier")
     assert payment_of(bridge, invoice)["state"] == "in_doubt"
-    # The next customer cannot pay on that terminal until the manager says what happened.
-    page.click("#new-sale")
-    pay(page, "10000", new_invoice())
-    page.wait_for_selector("#sale-error:has-text('chưa rõ kết quả')", timeout=WAIT_MS)
-    assert page.is_hidden("#outcome-result")
-    errors.check()
-    cashier.close()
+    # The next customer, at another counter, cannot pay on that terminal until the
+    # manager says what happened.
+    counter2 = browser.new_context(viewport=COUNTER)
+    other = counter2.new_page()
+    login(other, bridge, bridge.register_key)
+    pay(other, "10000", new_invoice())
+    other.wait_for_selector("#sale-error:has-text('chưa rõ kết quả')", timeout=WAIT_MS)
+    assert other.is_hidden("#outcome-result")
+    counter2.close()
 
     manager = browser.new_context(viewport=COUNTER)
     page = manager.new_page()
@@ -238,6 +268,13 @@ def test_in_doubt_resolved_by_the_manager(
     assert ledger(sim, invoice) in ([], [("never_answered", 300998)])  # nothing charged
     errors.check()
     manager.close()
+    # The first cashier's screen, still open, now shows the outcome (live events).
+    cashier_page.wait_for_selector("#result-title:text-is('Thanh toán không thành công')")
+    assert cashier_page.is_hidden("#doubt")
+    assert "chưa bị trừ tiền" in cashier_page.inner_text("#decline-reason")
+    shot(cashier_page, out, "doubt_5_cashier_told")
+    cashier_errors.check()
+    cashier.close()
 
 
 def test_english_is_remembered_and_fits_a_phone(page: Any, bridge: Any, tmp_path: Path) -> None:
