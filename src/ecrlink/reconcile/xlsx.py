@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -56,6 +57,8 @@ _CHUNK = 1 << 20
 _ROW_TAG = re.compile(rb'<row[^>]*?\sr="([0-9]+)"')
 _WIDE_REF = re.compile(rb'\sr="([A-Z]{2,3})[0-9]')
 _VALUE = re.compile(rb"<v>|<v\s|<is>")
+_LETTERS_AS_A = bytes.maketrans(bytes(range(65, 91)), b"A" * 26)
+"""Maps every capital letter to A: a reference past column Z then reads ' r="AA'."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +134,9 @@ def _small(zf: zipfile.ZipFile, name: str, path: str) -> bytes:
     return zf.read(name)
 
 
-def _chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, before: int):  # type: ignore[no-untyped-def]
+def _chunks(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, before: int
+) -> Iterator[bytes]:
     """The part's bytes in chunks, refused as soon as the running total is over."""
     seen = before
     with zf.open(info) as fh:
@@ -167,24 +172,26 @@ def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
     first_row: int | None = None
     width = 26  # columns A..Z need no look; wider references are few
     tail = b""
-    offset = 0
     for chunk in _chunks(zf, info, path, before):
         size += len(chunk)
         text = tail + chunk
         cells += chunk.count(b"<c ") + chunk.count(b"<c>")
-        rows = _ROW_TAG.findall(text)
-        if rows:
-            last_row = max(last_row, int(rows[-1]))
+        # Rows are in order: the chunk's last row tag is the highest so far.
+        at = text.rfind(b"<row ")
+        if at >= 0 and (row := _ROW_TAG.match(text, at)):
+            last_row = max(last_row, int(row[1]))
         if first_row is None and (value := _VALUE.search(text)):
-            row = _ROW_TAG.findall(text, 0, value.start())
-            first_row = int(row[-1]) if row else (last_row or 1)
-        for letters in set(_WIDE_REF.findall(text)):
-            width = max(width, _column_number(letters))
+            before_value = text.rfind(b"<row ", 0, value.start())
+            row = _ROW_TAG.match(text, before_value) if before_value >= 0 else None
+            first_row = int(row[1]) if row else (last_row or 1)
+        if b' r="AA' in text.translate(_LETTERS_AS_A):
+            # A column past Z (few statements have one): which is the widest.
+            for letters in set(_WIDE_REF.findall(text)):
+                width = max(width, _column_number(letters))
         span = max(last_row - (first_row or 1) + 1, 0) * width
         if cells > MAX_XLSX_CELLS or span > MAX_XLSX_CELLS * 2:
             raise _refuse(path, f"a sheet has more than {MAX_XLSX_CELLS:,} cells")
         tail = text[-64:]
-        offset += len(chunk)
     if first_row is not None and (last_row - first_row + 1) * width > MAX_XLSX_CELLS * 2:
         raise _refuse(path, f"a sheet spans more than {MAX_XLSX_CELLS:,} cells")
     return size, first_row or 1
