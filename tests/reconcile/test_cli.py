@@ -184,3 +184,25 @@ def test_a_missing_journal_path_is_refused_not_created(tmp_path: Path) -> None:
     result = _run("--bank", str(bank), "--journal", str(typo))
     assert result.exit_code == ExitStatus.JOURNAL_ERROR and "no such file" in result.stderr
     assert not typo.exists()
+
+
+def test_other_commands_never_import_reconciliation() -> None:
+    """polars, fastexcel and xlsxwriter load only when reconcile runs (a fast `sale`)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, ecrlink.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('ecrlink.reconcile', 'polars',"
+        " 'fastexcel', 'xlsxwriter'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_window_option_default_is_the_library_default() -> None:
+    from ecrlink.cli.reconcile import DEFAULT_WINDOW_TEXT, _parse_window
+    from ecrlink.reconcile import DEFAULT_WINDOW
+
+    assert _parse_window(DEFAULT_WINDOW_TEXT) == DEFAULT_WINDOW
