@@ -30,7 +30,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._exceptions import ConfigError
-from .journal import Journal, TerminalLock, default_data_dir
+from .journal import Journal, TerminalLock, default_data_dir, open_journal
+from .journal.lock import Lock
 from .payment.flow import Exchange, Flow, Flows, Pause, Recovered, Settings, Store
 from .protocol import LastTrans, Request, Result, Sale, Settle, Void, check_field
 from .transports import Transport, open_transport, terminal_key
@@ -46,8 +47,9 @@ log = logging.getLogger("ecrlink")
 DEFAULT_CLIENT_ID = "ECRLINK"
 
 JournalOption = Journal | str | os.PathLike[str] | bool | None
-"""``True`` (default): the journal in the user's data directory; a path or a ``Journal``:
-that one; ``False``/``None``: no journal (no recovery across crashes, no guard)."""
+"""``True`` (default): ``$ECRLINK_JOURNAL`` if set, else the journal in the user's data
+directory; a path, a ``postgresql://`` URL or a ``Journal``: that one; ``False``/``None``:
+no journal (no recovery across crashes, no guard)."""
 
 T = TypeVar("T")
 
@@ -66,12 +68,12 @@ def _positive_seconds(name: str, value: float) -> float:
 
 def _open_journal(option: JournalOption) -> Journal | None:
     if option is True:
-        return Journal()
+        return open_journal()
     if option is False or option is None:
         return None
     if isinstance(option, Journal):
         return option
-    return Journal(option)
+    return open_journal(option)
 
 
 class _RequestIds:
@@ -176,7 +178,12 @@ class _TerminalBase:
     def _last(self, request_id: str | None = None) -> LastTrans:
         return LastTrans(request_id=self._request_id(request_id), client_id=self.client_id)
 
-    def _lock(self) -> TerminalLock:
+    def _lock(self) -> Lock:
+        # The journal's lock: a file lock beside a SQLite journal, an advisory lock in a
+        # PostgreSQL one (registers on other PCs share it).
+        if self.journal is not None:
+            return self.journal.terminal_lock(self.terminal, wait=self.lock_timeout,
+                                              directory=self._lock_dir)
         return TerminalLock(self._lock_dir, self.terminal, wait=self.lock_timeout)
 
     def _flows(self) -> Flows:

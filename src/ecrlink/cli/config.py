@@ -19,6 +19,11 @@ and head office's database (``ecrlink journal sync``)::
     [central]
     url = "postgresql://store42@hq.example/ecrlink"
 
+Registers that share their journal on the shop's PostgreSQL server name it at the top
+(``$ECRLINK_JOURNAL`` and ``--journal`` win over it)::
+
+    journal = "postgresql://ecrlink@store-server/ecrlink"
+
 It lives at ``$ECRLINK_CONFIG`` if set, else in the platform's config directory
 (``config_path``). A missing file is an empty configuration; a broken one is a
 ``ConfigError`` naming the file and the key, because a typo in a terminal's URL must
@@ -81,6 +86,8 @@ class Config:
     """This store's name in a chain (``site = "STORE42"``)."""
     central_url: str | None = None
     """Head office's PostgreSQL (``[central] url``), where ``journal sync`` ships to."""
+    journal: str | None = None
+    """The journal (``journal = "postgresql://…"`` or a file); None: the default one."""
     serve: ServeConfig | None = None
     """``[serve]``: the bridge's settings (``ecrlink serve``; ``ecrlink.bridge.config``),
     None when the file has no such section."""
@@ -165,13 +172,19 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     unknown = sorted(
         set(doc)
-        - {"terminals", "default_terminal", "duplicate_window", "site", "central", "serve"}
+        - {"terminals", "default_terminal", "duplicate_window", "site", "central", "serve",
+           "journal"}
     )
     if unknown:
         raise ConfigError(
             f"{path}: unknown key {unknown[0]!r} (known: central, default_terminal, "
-            "duplicate_window, serve, site, terminals)"
+            "duplicate_window, journal, serve, site, terminals)"
         )
+    journal = doc.get("journal")
+    if journal is not None and (not isinstance(journal, str) or not journal.strip()):
+        # Not echoed: a URL may carry a password.
+        raise ConfigError(f"{path}: journal must be a file path or a postgresql:// URL, "
+                          "as a string")
     tables = doc.get("terminals", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{path}: terminals must be tables, like [terminals.lane1]")
@@ -193,7 +206,7 @@ def load_config(path: Path) -> Config:
         serve = parse_serve(path, doc["serve"])
     return Config(
         path, terminals, default, None if window is None else float(window), site, central_url,
-        serve,
+        journal, serve,
     )
 
 

@@ -29,7 +29,7 @@ import click
 
 from .._exceptions import DuplicateInvoice, EcrError, FieldError, InDoubtPending
 from ..client import DEFAULT_CLIENT_ID, Terminal
-from ..journal import Journal
+from ..journal import ENV_JOURNAL, Journal, open_journal
 from ..protocol import Result
 from .config import Config, TerminalConfig, Timeouts, config_path, load_config, resolve_terminal
 from .exit_codes import ExitStatus, exit_status_for
@@ -132,17 +132,27 @@ class Session:
         named = self.config().terminals.get(self.terminal)
         return named.url if named is not None else self.terminal
 
+    def journal_name(self) -> str | None:
+        """The journal named for this command: ``--journal`` > ``$ECRLINK_JOURNAL`` > the
+        config file's ``journal`` (a file or a ``postgresql://`` URL); None: the default."""
+        if self.journal is not None:
+            return self.journal
+        return self.env.environ.get(ENV_JOURNAL) or self.config().journal or None
+
     def journal_option(self) -> str | bool:
-        """What ``Terminal(journal=...)`` gets: a path, the default (True) or none."""
+        """What ``Terminal(journal=...)`` gets: a path or URL, the default (True) or none."""
         if not self.use_journal:
             return False
-        return self.journal if self.journal is not None else True
+        name = self.journal_name()
+        return name if name is not None else True
 
     def open_journal(self) -> Journal:
-        """The journal the journal commands read (``--journal`` or the default one)."""
+        """The journal the journal commands read (named, or the default one)."""
         # A journal named on the command line must exist: these commands only read or
         # settle what is there.
-        return Journal(self.journal, create=False) if self.journal is not None else Journal()
+        name = self.journal_name()
+        return open_journal(name, create=False) if name is not None else open_journal(
+            environ={})
 
     def open_terminal(
         self, target: TerminalConfig | None = None, *, transliterate: bool = False
@@ -348,9 +358,10 @@ def command_options(
             ))
         if journal:
             options.append(click.option(
-                "--journal", metavar="FILE", type=click.Path(dir_okay=False), default=None,
-                help="Journal file [default: journal.sqlite3 in $ECRLINK_HOME or the "
-                "user data dir].",
+                "--journal", metavar="FILE|URL", type=click.Path(dir_okay=False), default=None,
+                help="Journal file, or a postgresql://user@host/db shared by the shop's "
+                "registers [default: env ECRLINK_JOURNAL, config journal, else "
+                "journal.sqlite3 in $ECRLINK_HOME or the user data dir].",
             ))
         if client:
             options += [
