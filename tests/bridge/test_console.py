@@ -443,3 +443,22 @@ def test_the_amount_field_keeps_digits_grouped(page: Any, bridge: Any, typed: st
     digits = "".join(ch for ch in typed if ch.isdigit()).lstrip("0")[:12]
     want = f"{int(digits):,}".replace(",", ".") if digits else ""
     assert page.input_value("#amount") == want
+
+
+def test_bridge_killed_during_the_card_wait(
+    page: Any, bridge: Any, sim: Simulator, tmp_path: Path
+) -> None:
+    """SIGKILL while the customer is at the card reader, then a restart: the page keeps
+    following the same payment (its requests fail meanwhile, and are asked again) and
+    ends on the outcome the terminal really had, one sale."""
+    sim.configure(card_delay=3.0)
+    login(page, bridge, bridge.register_key)
+    invoice = new_invoice()
+    pay(page, "88000", invoice)
+    page.wait_for_selector("#waiting-text:text-is('Đang chờ khách quẹt/chạm thẻ…')")
+    bridge.kill()
+    bridge.start()
+    page.wait_for_selector("#result-title:text-is('Thanh toán thành công')", timeout=60_000)
+    shot(page, artifacts(tmp_path), "killed_bridge_approved")
+    assert payment_of(bridge, invoice)["state"] == "approved"
+    assert ledger(sim, invoice) == [("approved", 88000)]
