@@ -249,10 +249,12 @@ class Report:
         for _, prefix in ROLES:
             side = self._reg if prefix.startswith("reg") else self._bank
             at = items.get_column(prefix)
-            parts.append(side.select(
-                pl.col(_SOURCE.get(f, f)).gather(at).alias(f"{prefix}_{f}")
-                for f in RECORD_FIELDS
-            ).with_columns(pl.col(f"{prefix}_type").cast(pl.String)))
+            columns = [pl.col(_SOURCE.get(f, f)).alias(f"{prefix}_{f}") for f in RECORD_FIELDS]
+            if at.null_count() == len(at):  # no such side row here (voids are few)
+                part = side.select(columns).clear(len(at))
+            else:
+                part = side.select(c.gather(at) for c in columns)
+            parts.append(part.with_columns(pl.col(f"{prefix}_type").cast(pl.String)))
         return pl.concat(parts, how="horizontal")
 
     def rows(self, category: Category | None = None) -> Iterator[ReportRow]:

@@ -64,10 +64,15 @@ def _when(column: str) -> pl.Expr:
 
 def _json_rows(table: pl.DataFrame) -> pl.DataFrame:
     def record(prefix: str) -> pl.Expr:
+        present = table.get_column(f"{prefix}_row").null_count()
+        if present == table.height:  # none in this chunk (voids are few)
+            return pl.lit(None)
         fields = [
             (_when(f"{prefix}_{f}") if f == "time" else pl.col(f"{prefix}_{f}")).alias(f)
             for f in RECORD_FIELDS
         ]
+        if present == 0:
+            return pl.struct(fields)
         return pl.when(pl.col(f"{prefix}_row").is_not_null()).then(pl.struct(fields))
 
     return table.select(
