@@ -279,8 +279,22 @@ def _parse(
 ) -> tuple[pl.DataFrame, int]:
     """Cells to typed columns: one vectorised pass, then Python for what it left.
 
-    ``first_row`` is the 1-based row number of ``data``'s first row.
+    ``first_row`` is the 1-based row number of ``data``'s first row. Any complaint of
+    polars about a cell sends the file to the row reader, which names it.
     """
+    try:
+        return _parse_cells(data, header, mapping, path, first_row)
+    except pl.exceptions.PolarsError:
+        raise _Unusual from None
+
+
+def _parse_cells(
+    data: pl.DataFrame,
+    header: Header,
+    mapping: ColumnMapping | None,
+    path: str,
+    first_row: int,
+) -> tuple[pl.DataFrame, int]:
     _check_cell_sizes(data, header, path, first_row)
     cols = header.columns
     if "time" in cols and "date" in cols:
