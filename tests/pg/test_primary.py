@@ -99,9 +99,12 @@ def test_unreachable_before_a_sale_refuses_it_and_sends_nothing(
         try:
             with pytest.raises(JournalError):
                 pos.sale(20_000)
+            assert [r.amount for r in sim.ledger.transactions] == [10_000]
         finally:
             pg_server.start()
-    assert [r.amount for r in sim.ledger.transactions] == [10_000]
+        # Back: the very next sale goes through (dead sessions are replaced, not reported).
+        assert pos.sale(30_000).approved
+    assert [r.amount for r in sim.ledger.transactions] == [10_000, 30_000]
 
 
 def test_the_command_line_refuses_a_sale_with_exit_8(sim: Simulator, tmp_path: Path) -> None:

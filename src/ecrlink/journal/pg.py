@@ -168,6 +168,26 @@ class PgJournal(Journal):
             self._conn = _connect(self.url, self.connect_timeout)
         return self._conn
 
+    def _first(
+        self, statement: str, params: tuple[Any, ...] = ()
+    ) -> tuple[psycopg.Connection[Any], psycopg.Cursor[Any]]:
+        """Run the first statement of a read or a write transaction.
+
+        A kept connection found dead (the server restarted since its last use; nothing
+        of this unit of work has reached the server yet) is replaced once, so the first
+        command after a restart is not refused.
+        """
+        kept = self._conn is not None and not self._conn.closed
+        conn = self._connection()
+        try:
+            return conn, conn.execute(statement, params)
+        except _psycopg().OperationalError:
+            if not kept or not conn.broken:
+                raise
+            self._drop()
+            conn = self._connection()
+            return conn, conn.execute(statement, params)
+
     def _guard(self, body: Callable[..., T], *args: Any) -> T:
         """Run ``body(*args[:-1])``, psycopg's errors as ``JournalError`` (``args[-1]``
         says what failed); a lost or refused connection is ``JournalUnreachable`` and
@@ -232,8 +252,7 @@ class PgJournal(Journal):
             raise JournalError(f"journal {self.where}: opened read-only")
 
         def run() -> T:
-            conn = self._connection()
-            conn.execute(_BEGIN if fsync else _BEGIN_ASYNC)
+            conn, _ = self._first(_BEGIN if fsync else _BEGIN_ASYNC)
             try:
                 done = body(_Db(conn))
                 conn.execute("COMMIT")
@@ -247,16 +266,15 @@ class PgJournal(Journal):
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return self._guard(
-            lambda: self._connection().execute(_sql(sql), tuple(params)).fetchall(),
-            "read failed")
+            lambda: self._first(_sql(sql), tuple(params))[1].fetchall(), "read failed")
 
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[Any]:
         pg = _psycopg()
         with self._lock:
-            conn = self._guard(self._connection, "read failed")
+            conn, _ = self._guard(
+                self._first, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "read failed")
             try:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 try:
                     yield _Db(conn)
                 finally:
@@ -296,9 +314,10 @@ class PgJournal(Journal):
         """An advisory lock on ``terminal`` in this database (``directory`` is unused)."""
         return PgTerminalLock(self, terminal, wait=wait)
 
-    def _lock_session(self) -> psycopg.Connection[Any]:
+    def _lock_session(self, *, kept: bool = True) -> psycopg.Connection[Any]:
+        """A session for a terminal lock: a kept one (``kept``) or a new one."""
         with self._idle_lock:
-            while self._idle:
+            while kept and self._idle:
                 conn = self._idle.pop()
                 if not conn.closed:
                     return conn
@@ -410,8 +429,17 @@ class PgTerminalLock:
         conn = self.journal._lock_session()
         key = (self.terminal,)
         try:
-            got = conn.execute(
-                "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key).fetchone()
+            try:
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key).fetchone()
+            except pg.OperationalError:
+                if not conn.broken:
+                    raise
+                # A kept session the server dropped (it restarted): once more on a new one.
+                conn.close()
+                conn = self.journal._lock_session(kept=False)
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key).fetchone()
             if not (got and got[0]):
                 got = self._wait(conn, stop)
             if got and stop is not None and stop.is_set():

@@ -32,7 +32,6 @@ import os
 import sqlite3
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -159,6 +158,8 @@ _TWINS = (
     "AND COALESCE(a.pos_serial, '') = COALESCE(b.pos_serial, '') "
     "WHERE a.terminal = ? AND a.tid IS NOT NULL AND b.terminal != a.terminal)"
 )
+_NEXT = "(SELECT COALESCE(max(id), 0) + 1 FROM history)"
+"""The next change number (history id), read inside the write transaction."""
 _PROFILE_COLUMNS = ("mark", "mark_at", "mark_valid", "echoes", "clock_offset", "tid",
                     "pos_serial")
 
@@ -370,21 +371,21 @@ class Recorded:
 
     def to_json(self) -> str:
         """This change as one line of JSON (the raw reply in base64)."""
-        fill = dict(self.fill or {})
-        if isinstance(fill.get("raw_reply"), bytes):
+        fill = None if self.fill is None else dict(self.fill)
+        if fill is not None and isinstance(fill.get("raw_reply"), bytes):
             fill["raw_reply"] = base64.b64encode(fill["raw_reply"]).decode("ascii")
-        learned = {k: _iso(v) if isinstance(v, datetime) else v
-                   for k, v in (self.learned or {}).items()}
+        learned = None if self.learned is None else {
+            k: _iso(v) if isinstance(v, datetime) else v for k, v in self.learned.items()}
         return json.dumps({"entry_id": self.entry_id, "events": [e.value for e in self.events],
                            "by": self.by, "who": self.who, "note": self.note, "fill": fill,
-                           "learned": learned or None}, ensure_ascii=False)
+                           "learned": learned}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Recorded:
         """The inverse of :meth:`to_json`."""
         data = json.loads(text)
-        fill = dict(data["fill"] or {})
-        if isinstance(fill.get("raw_reply"), str):
+        fill = None if data["fill"] is None else dict(data["fill"])
+        if fill is not None and isinstance(fill.get("raw_reply"), str):
             fill["raw_reply"] = base64.b64decode(fill["raw_reply"])
         return cls(int(data["entry_id"]), tuple(Event(e) for e in data["events"]),
                    data["by"], data["who"], data["note"], fill, data["learned"])
@@ -532,10 +533,15 @@ class Journal:
         db: Any, entry_id: int, state: State, at: str, by: str | None = None,
         who: str | None = None, note: str | None = None,
     ) -> int:
-        """Append one history row; returns its id (the change number)."""
+        """Append one history row; returns its id (the change number).
+
+        The id is the highest one plus one, drawn inside the write transaction: what
+        SQLite's rowid would be anyway, and in PostgreSQL (writes one at a time) a
+        number without gaps, in commit order, known before the row is written.
+        """
         row = db.execute(
-            "INSERT INTO history (entry_id, at, state, by, who, note) VALUES (?, ?, ?, ?, ?, ?) "
-            "RETURNING id",
+            f"INSERT INTO history (id, entry_id, at, state, by, who, note) VALUES ({_NEXT}, "
+            "?, ?, ?, ?, ?, ?) RETURNING id",
             (entry_id, at, state.value, by, who, note),
         ).fetchone()
         return int(row[0])
@@ -582,21 +588,22 @@ class Journal:
         void_of = request.receipt_no if isinstance(request, Void) else None
 
         def insert(db: Any) -> int:
-            entry_id = int(db.execute(
+            # Its change number is its pending history row's, written next (_NEXT).
+            entry_id, change = db.execute(
                 "INSERT INTO entries (terminal, command, state, request_id, client_id, amount, "
                 "f1, f2, f3, f4, f5, created_at, updated_at, void_of, mark_before, mark_at, "
-                "deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id",
+                f"deadline, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                f"{_NEXT}) RETURNING id, change",
                 (terminal, request.command.value, State.PENDING.value, request.request_id,
                  request.client_id, amount, *fields, at, at, void_of, mark,
                  _iso(mark_at), _iso(deadline)),
-            ).fetchone()[0])
-            change = self._history(db, entry_id, State.PENDING, at)
-            db.execute("UPDATE entries SET change = ? WHERE id = ?", (change, entry_id))
+            ).fetchone()
+            if self._history(db, entry_id, State.PENDING, at) != change:
+                raise JournalError(f"journal {self.where}: change numbers out of step")
             if request.command.value != "last trans":
                 # Until this command's outcome is known, the terminal's mark is not.
                 _upsert_profile(db, terminal, at, {"mark_valid": 0})
-            return entry_id
+            return int(entry_id)
 
         return self._write(insert)
 
@@ -1018,6 +1025,8 @@ def _after_migration(db: Any, version: int) -> None:
         # A journal that existed before its id: head office knew it by its first entry.
         first = db.execute(
             "SELECT created_at, request_id FROM entries ORDER BY id LIMIT 1").fetchone()
+        import uuid  # only here: a journal is created once
+
         made = f"{first[0]} {first[1]}" if first else str(uuid.uuid4())
         db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?) "
                    "ON CONFLICT (key) DO NOTHING", (made,))
