@@ -281,3 +281,61 @@ def test_the_journal_named_by_environment_or_config(
     assert listed.returncode == 0, listed.stderr
     assert '"amount": 5000' in listed.stdout and '"amount": 6000' in listed.stdout
     assert not (tmp_path / "journal.sqlite3").exists()
+
+
+def test_a_reader_following_change_numbers_misses_nothing_while_registers_write(
+    primary_url: str, tmp_path: Path
+) -> None:
+    from ecrlink.payment import Event
+    from ecrlink.protocol import Sale
+
+    open_journal(primary_url).close()
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def follow() -> None:  # what a sync does: resume after the last number it read
+        with open_journal(primary_url, create=False) as reader:
+            cursor = 0
+            while True:
+                last_round = stop.is_set()
+                changes, _ = reader.changes_since(cursor, 7)
+                seen.extend(c.id for c in changes)
+                cursor = changes[-1].id if changes else cursor
+                if last_round and not changes:
+                    return
+
+    def write(n: int) -> None:
+        with open_journal(primary_url) as journal:
+            for i in range(15):
+                sale = Sale.build(1000 + i, request_id=f"w{n}-{i}", client_id="c")
+                entry = journal.begin(f"http://lane{n}", sale)
+                journal.record(entry, Event.SENT, Event.REPLY_APPROVED, fsync=i % 2 == 0)
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    stop.set()
+    reader.join(60)
+    assert seen == list(range(1, 4 * 15 * 3 + 1))  # each once, in order, none skipped
+
+
+def test_async_registers_share_the_postgresql_journal(primary_url: str, sim: Simulator) -> None:
+    import asyncio
+
+    from ecrlink import AsyncTerminal
+
+    async def sell() -> list[Outcome]:
+        async with AsyncTerminal(sim.http_url, journal=primary_url) as one, AsyncTerminal(
+            sim.http_url, journal=primary_url
+        ) as two:
+            results = await asyncio.gather(*(pos.sale(2_000 + i * 1000) for i, pos in
+                                            enumerate([one, two, one, two])))
+        return [r.outcome for r in results]
+
+    assert asyncio.run(sell()) == [Outcome.APPROVED] * 4
+    with open_journal(primary_url, create=False) as journal:
+        assert [e.state for e in journal.entries(commands=["sale"])] == [State.APPROVED] * 4
