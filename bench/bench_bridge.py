@@ -65,14 +65,20 @@ class Rig:
 
     def __init__(self, root: Path, terminals: int) -> None:
         self.root = root
-        self.sim_port = free_port()
-        # consecutive ports from sim_port: make sure they are free enough
-        self.sim = subprocess.Popen(
-            [sys.executable, "-m", "ecrlink", "simulate", "--http",
-             f"127.0.0.1:{self.sim_port}", "--terminals", str(terminals), "--card-delay", "0",
-             "-q", "--state", str(root / "sim.json")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(f"http://127.0.0.1:{self.sim_port}/_sim/state")
+        for _ in range(10):  # N consecutive ports: another program may hold one of them
+            self.sim_port = free_port()
+            self.sim = subprocess.Popen(
+                [sys.executable, "-m", "ecrlink", "simulate", "--http",
+                 f"127.0.0.1:{self.sim_port}", "--terminals", str(terminals), "--card-delay",
+                 "0", "-q", "--state", str(root / "sim.json")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with contextlib.suppress(SystemExit):
+                wait_http(f"http://127.0.0.1:{self.sim_port}/_sim/state", 15)
+                if self.sim.poll() is None:
+                    break
+            self.sim.kill()
+        else:
+            raise SystemExit("the simulator did not start")
         self.urls = [f"http://127.0.0.1:{self.sim_port + i}" for i in range(terminals)]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -93,6 +99,16 @@ class Rig:
         kib = next(int(line.split()[1]) for line in status.splitlines()
                    if line.startswith("VmRSS:"))
         return kib / 1024
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time used so far by the bridge and the simulator (user + system)."""
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def of(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+
+        return of(self.bridge.pid), of(self.sim.pid)
 
     def close(self) -> None:
         for process in (self.bridge, self.sim):
@@ -167,36 +183,84 @@ def bench_latency(root: Path, sales: int, rounds: int) -> None:
 
 # --- 2. throughput ------------------------------------------------------------------------
 
+class LeanClient:
+    """A minimal HTTP/1.1 keep-alive client (one connection) for the load generator:
+    httpx costs more CPU per request than the bridge does, and all three processes
+    share the same cores."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, target: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        lines = [f"{method} {target} HTTP/1.1", "Host: bench",
+                 f"Authorization: {AUTH['Authorization']}", f"Content-Length: {len(body)}",
+                 "Content-Type: application/json"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        data = await self.reader.readexactly(length)
+        return status, json.loads(data)
+
+    async def pay(self, terminal: str, amount: int, key: str) -> dict[str, Any]:
+        status, payment = await self.request(
+            "POST", f"/v1/terminals/{terminal}/payments",
+            json.dumps({"amount": amount}).encode(), {"Idempotency-Key": key})
+        if status not in (200, 201):
+            raise RuntimeError(f"{status} {payment}")
+        while payment["state"] == "processing":
+            status, payment = await self.request("GET", f"/v1/payments/{payment['id']}?wait=30")
+        return payment
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def throughput(rig: Rig, seconds: float) -> tuple[int, int, list[float]]:
     done = 0
     errors = 0
     rss: list[float] = []
     stop = time.monotonic() + seconds
 
-    async def register(index: int, client: httpx.AsyncClient) -> None:
+    async def register(index: int) -> None:
         nonlocal done, errors
+        client = LeanClient(rig.port)
         n = 0
-        while time.monotonic() < stop:
-            n += 1
-            try:
-                payment = await bridge_payment(client, f"t{index}", 1000 * (1 + n % 900),
-                                               f"tp-{index}-{n}")
-                if payment["state"] == "approved":
-                    done += 1
-                else:
+        try:
+            while time.monotonic() < stop:
+                n += 1
+                try:
+                    payment = await client.pay(f"t{index}", 1000 * (1 + n % 900),
+                                               f"tp-{index}-{n}-{stop}")
+                    if payment["state"] == "approved":
+                        done += 1
+                    else:
+                        errors += 1
+                except (OSError, RuntimeError, asyncio.IncompleteReadError, ValueError):
                     errors += 1
-            except httpx.HTTPError:
-                errors += 1
+                    client.close()
+                    client = LeanClient(rig.port)
+        finally:
+            client.close()
 
     async def sample() -> None:
         while time.monotonic() < stop:
             rss.append(rig.rss_mib())
             await asyncio.sleep(max(1.0, seconds / 12))
 
-    limits = httpx.Limits(max_connections=len(rig.urls) * 2)
-    async with httpx.AsyncClient(base_url=rig.url, headers=AUTH, timeout=60,
-                                 limits=limits) as client:
-        await asyncio.gather(sample(), *(register(i, client) for i in range(len(rig.urls))))
+    await asyncio.gather(sample(), *(register(i) for i in range(len(rig.urls))))
     rss.append(rig.rss_mib())
     return done, errors, rss
 
@@ -208,8 +272,10 @@ def bench_throughput(root: Path, terminals: int, seconds: float) -> None:
     try:
         asyncio.run(throughput(rig, min(5.0, seconds)))  # warm up
         started = time.monotonic()
+        cpu_before, own_before = rig.cpu_seconds(), time.process_time()
         done, errors, rss = asyncio.run(throughput(rig, seconds))
         took = time.monotonic() - started
+        cpu_after, own_after = rig.cpu_seconds(), time.process_time()
     finally:
         rig.close()
     rate = done / took
@@ -218,6 +284,11 @@ def bench_throughput(root: Path, terminals: int, seconds: float) -> None:
     verdict = "met" if rate >= 200 else "NOT met"
     print(f"   approved payments/s {rate:8.1f}   goal >= 200: {verdict}")
     print(f"   errors              {errors:8d}")
+    per = 1000 / max(1, done)
+    print(f"   CPU ms per payment  bridge {(cpu_after[0] - cpu_before[0]) * per:.2f}, "
+          f"simulator {(cpu_after[1] - cpu_before[1]) * per:.2f}, "
+          f"load generator {(own_after - own_before) * per:.2f} "
+          f"(machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     print(f"   bridge RSS MiB      first third {early:.1f}, last third {late:.1f} "
           f"({(late - early) / early * 100:+.1f} %)")
 

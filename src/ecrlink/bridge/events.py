@@ -36,7 +36,7 @@ class Hub:
     older than memory, or a gap while a notification is late) is read from the store.
     """
 
-    def __init__(self, store: BridgeStore, keep: int = 4096) -> None:
+    def __init__(self, store: BridgeStore, keep: int = 1024) -> None:
         self.store = store
         self._event: asyncio.Event | None = None
         self._generation = 0

@@ -178,9 +178,13 @@ class TerminalWorker:
             self.unreachable = False
             self.last_seen = datetime.now(UTC)
 
-    async def exclusive(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``call`` (a recovery, a ``last trans``) as this terminal's one command."""
-        self.claim("command")
+    async def exclusive(
+        self, call: Callable[[], Awaitable[Any]], *, claimed: bool = False
+    ) -> Any:
+        """Run ``call`` (a recovery, a ``last trans``) as this terminal's one command
+        (``claimed``: the caller has already claimed the terminal for it)."""
+        if not claimed:
+            self.claim("command")
         try:
             value = await call()
         except (ConnectError, ConnectTimeout):
@@ -196,11 +200,16 @@ class TerminalWorker:
             self.last_seen = datetime.now(UTC)
         return value
 
-    async def recover(self) -> list[Result]:
-        """``Terminal.recover()``: what a crash left pending or in doubt, resolved."""
+    def claim_for_recovery(self) -> None:
+        """Take the terminal for the start-up recovery, before anything else can."""
+        self.claim("recovery")
         self.recovering = True
+
+    async def recover(self) -> list[Result]:
+        """``Terminal.recover()`` on the terminal ``claim_for_recovery`` took: what a
+        crash left pending or in doubt, resolved."""
         try:
-            results: list[Result] = await self.exclusive(self.terminal.recover)
+            results: list[Result] = await self.exclusive(self.terminal.recover, claimed=True)
             return results
         finally:
             self.recovering = False

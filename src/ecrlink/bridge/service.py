@@ -89,9 +89,10 @@ class Bridge:
         }
         self._terminal_states: dict[str, dict[str, Any]] = {}
         self.states: dict[str, str] = {}
-        """Payment id -> state, for the long-poll's check at each event (no store read)."""
+        """The payments still processing (id -> state), for the long-poll's check at each
+        event without a store read."""
         self.latest: dict[str, PaymentRow] = {}
-        """The latest rows written (at most 10,000), so the long-poll answers from memory."""
+        """The latest rows written (at most 256), so the long-poll answers from memory."""
         self.linked: set[str] = set()
         """Payments whose journal entry is known (admitted)."""
         self._background: set[asyncio.Task[Any]] = set()
@@ -113,7 +114,11 @@ class Bridge:
                 await self._update(row, journal_id=entry_id,
                                    state="in_doubt" if state == "processing" else state)
         for name, worker in self.workers.items():
-            self._spawn(self._recover(name, worker))
+            leftovers = await asyncio.to_thread(self.journal.open_entries,
+                                                worker.terminal.terminal)
+            if leftovers:
+                worker.claim_for_recovery()  # now: no payment may start before it
+                self._spawn(self._recover(name, worker))
         self._spawn(self._sync_loop())
         await self._terminals_changed()
 
@@ -212,12 +217,18 @@ class Bridge:
 
     def _changed(self, new: PaymentRow, event: EventRow | None) -> PaymentRow:
         """Remember ``new`` (for the long-poll) and wake the listeners (event loop)."""
-        self.states[new.id] = new.state
+        # Only what is still processing, and the latest rows, stay in memory.
+        self.latest.pop(new.id, None)  # re-inserted: the newest last
         self.latest[new.id] = new
-        if len(self.latest) > 10_000:
+        if len(self.latest) > 256:
             self.latest.pop(next(iter(self.latest)))
-        if new.journal_id is not None:
-            self.linked.add(new.id)
+        if new.state == "processing":
+            self.states[new.id] = new.state
+            if new.journal_id is not None:
+                self.linked.add(new.id)
+        else:
+            self.states.pop(new.id, None)
+            self.linked.discard(new.id)
         if event is not None:
             self.hub.notify(event)
         return new
@@ -469,13 +480,15 @@ class Bridge:
     async def wait(self, payment_id: str, seconds: float) -> PaymentRow | None:
         """The payment once it is no longer processing, or after ``seconds``."""
         if payment_id not in self.states:
-            row = await asyncio.to_thread(self.store.payment, payment_id)
-            if row is None:
-                return None
+            row = self.latest.get(payment_id) or await asyncio.to_thread(
+                self.store.payment, payment_id)
+            if row is None or row.state != "processing":
+                return row
             self.states[payment_id] = row.state
-        await self.hub.wait_for(lambda: self.states.get(payment_id) != "processing", seconds)
+        await self.hub.wait_for(lambda: payment_id not in self.states, seconds)
         cached = self.latest.get(payment_id)
-        if cached is not None and cached.state == self.states.get(payment_id):
+        if cached is not None and (cached.state != "processing") == (
+                payment_id not in self.states):
             return cached
         return await asyncio.to_thread(self.store.payment, payment_id)
 
