@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -79,6 +80,16 @@ def test_bad_config_and_options_are_one_line_errors(tmp_path: Path) -> None:
         assert done.returncode == 4, (text, done.stderr)
         assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1, \
             done.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config.write_text('[terminals.l]\nurl = "http://127.0.0.1:9"\n')
+        busy = subprocess.run(
+            [sys.executable, "-m", "ecrlink", "serve", "--config", str(config), "--listen",
+             f"127.0.0.1:{taken.getsockname()[1]}"],
+            env=env, capture_output=True, text=True, timeout=30)
+    assert busy.returncode == 4 and "cannot listen" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1, busy.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "ecrlink", "serve", "--config", str(tmp_path / "nope.toml")],
         env=env, capture_output=True, text=True, timeout=30)

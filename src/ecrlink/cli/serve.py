@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,22 @@ def _make_terminal(target: TerminalConfig, config: Config, lock_timeout: float) 
     return make
 
 
+def _listen(host: str, port: int, address: str) -> socket.socket:
+    """The listening socket, bound here so that a busy port is a one-line error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if sys.platform != "win32":  # on Windows it would let another program share it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {address}: {exc.strerror or exc} (is another "
+                          "ecrlink serve running? use --listen HOST:PORT)") from None
+    return sock
+
+
 def _logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
@@ -97,6 +114,7 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
                      _make_terminal(target, config, settings.tuning.lock_timeout))
         for name, target in config.terminals.items()
     ]
+    listening = _listen(host, port, address)
     _logging(quiet)
     bridge = Bridge(settings, _journal_path(journal), specs, request_ids=_RequestIds().next)
     app = build_app(bridge, Keys(keys, settings.lang), data_dir=data_dir)
@@ -114,9 +132,7 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
     ))
-    server.run()
-    if getattr(server, "started", True) is False:
-        sys.exit(int(exit_status_for(ConfigError("cannot listen"))))
+    server.run(sockets=[listening])
 
 
 @click.command("serve", epilog=EXIT_CODES_HELP)
