@@ -403,3 +403,26 @@ def test_no_key_and_no_card_data_in_the_log(bridge: BridgeProcess, sim: Simulato
     for secret in (bridge.register_key, bridge.manager_key, "wrong-key-123", "SECRET-INV",
                    "XXXX", "Authorization"):
         assert secret not in log, secret
+
+
+def test_an_unreachable_terminal_fails_the_payment_and_charges_nothing(
+    make_bridge: Callable[..., BridgeProcess], sim: Simulator,
+) -> None:
+    from .conftest import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    bridge = make_bridge(terminals={"lane1": sim.http_url, "lane2": nowhere},
+                         terminal_options="connect_timeout = 1")
+    with bridge.client() as register:
+        created = pay(register, 40_000, "nowhere-1", terminal="lane2")
+        assert created.status_code == 201, created.text
+        failed = final(register, created.json()["id"])
+        lanes = {t["name"]: t for t in register.get("/v1/terminals").json()}
+        error(register.get("/v1/terminals/lane2/last-transaction"), 503,
+              "terminal_unreachable")
+        ok = final(register, pay(register, 41_000, "lane1-1").json()["id"])
+    assert failed["state"] == "failed"
+    assert "Not charged" in failed["message"]
+    assert lanes["lane2"]["state"] == "unreachable" and lanes["lane1"]["state"] == "idle"
+    assert ok["state"] == "approved"  # one terminal down does not stop the others
+    assert [s.amount for s in sales(sim)] == [41_000]
