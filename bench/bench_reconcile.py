@@ -262,8 +262,10 @@ def _peak_rss_mb() -> float:
 def _run(kind: str, mode: str, files: dict[str, str], out: str) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, "--mode", mode,
            "--register", files["register"], "--bank", files["bank"], "--out", out]
+    # A private data directory: ecrlink must not read (or lend from) the user's journal.
+    env = {**os.environ, "ECRLINK_HOME": str(Path(out).parent / "home")}
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{kind} {mode} failed:\n{done.stderr[-3000:]}")
