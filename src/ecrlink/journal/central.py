@@ -186,7 +186,7 @@ class SiteStatus:
 
     site: str
     journal: str
-    """Which journal feeds the site: its first entry's time and requestId."""
+    """Which journal feeds the site: its id (``Journal.journal_id``)."""
     shipped: int
     """Every change of the store's journal up to this number is here."""
     synced_at: datetime
@@ -365,7 +365,7 @@ class Central:
         if row[0] != journal:
             raise JournalError(
                 f"site {site}: head office already holds another journal under this name "
-                f"(first entry {row[0]}; this one: {journal}); give each journal its own --site"
+                f"(journal {row[0]}; this one: {journal}); give each journal its own --site"
             )
         return int(row[1])
 
