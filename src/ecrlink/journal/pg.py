@@ -443,7 +443,7 @@ class PgTerminalLock:
             if not (got and got[0]):
                 got = self._wait(conn, stop)
             if got and stop is not None and stop.is_set():
-                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", key)
+                conn.execute("SELECT pg_advisory_unlock_all()")
                 got = False
         except pg.errors.LockNotAvailable:
             self.journal._lock_session_done(conn)
@@ -451,7 +451,9 @@ class PgTerminalLock:
                 f"{self.terminal}: another transaction is in progress on this terminal "
                 f"(waited {self.wait:g} s)") from None
         except pg.errors.QueryCanceled:
-            self.journal._lock_session_done(conn)
+            # Cancelled by ``stop``; if the cancel landed just after the lock was granted,
+            # this session may hold it: closing it is the one sure release.
+            conn.close()
             return False
         except pg.Error as exc:
             with contextlib.suppress(Exception):
@@ -500,7 +502,9 @@ class PgTerminalLock:
         if conn is None:
             return
         try:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (self.terminal,))
+            # All of this session's locks (it holds only this one): a session kept for
+            # the next command must hold none, or that command would re-enter it.
+            conn.execute("SELECT pg_advisory_unlock_all()")
         except Exception as exc:  # its session is gone: so is the lock
             log.warning("terminal %s: releasing its lock: %s", self.terminal, exc)
             with contextlib.suppress(Exception):
