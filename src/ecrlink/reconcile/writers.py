@@ -206,7 +206,7 @@ def _category_sheets(book: Any, report: Report, category: Category, *formats: An
                 ws.write_row(0, 0, CSV_COLUMNS, bold)
                 row = 1
             for col, value in enumerate(values):
-                if value is not None:
+                if value is not None and value != "":  # an empty cell costs nothing
                     writers[col](ws, row, col, value)
 
 
