@@ -28,15 +28,22 @@ def _config(path: Path | None) -> Config:
     return load_config(path if path is not None else config_path(os.environ))
 
 
-def _journal_path(given: str | None) -> Path:
-    from ..journal import default_journal_path
+def _journal_path(given: str | None, config: Config) -> Path:
+    """The journal file, named as for every command (``--journal`` >
+    ``$ECRLINK_JOURNAL`` > the config's ``journal``): the bridge cannot serve a
+    PostgreSQL journal yet, and must not quietly use another journal than the registers
+    (its terminal locks would not exclude theirs)."""
+    from ..journal import ENV_JOURNAL, default_journal_path, is_database_url
 
-    if given is None:
+    named = [("--journal", given), (f"${ENV_JOURNAL}", os.environ.get(ENV_JOURNAL)),
+             (f"{config.path}: journal", config.journal)]
+    where, name = next(((w, n) for w, n in named if n), ("", None))
+    if name is None:
         return default_journal_path()
-    if "://" in given:
-        raise ConfigError(f"--journal {given}: this bridge keeps its journal in a SQLite "
-                          "file; give a path")
-    return Path(given)
+    if is_database_url(name) or "://" in name:
+        raise ConfigError(f"{where}: ecrlink serve keeps its journal in a SQLite file for "
+                          "now, not in a database; give it a journal file")
+    return Path(name)
 
 
 def _make_terminal(target: TerminalConfig, config: Config, lock_timeout: float) -> Any:
@@ -116,7 +123,8 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
     ]
     listening = _listen(host, port, address)
     _logging(quiet)
-    bridge = Bridge(settings, _journal_path(journal), specs, request_ids=_RequestIds().next)
+    bridge = Bridge(settings, _journal_path(journal, config), specs,
+                    request_ids=_RequestIds().next)
     app = build_app(bridge, Keys(keys, settings.lang), data_dir=data_dir)
     if new_key is not None:
         click.echo(f"ecrlink serve: a manager API key was made; it is shown only now, keep "
