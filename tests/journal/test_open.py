@@ -95,3 +95,28 @@ def test_the_spool_keeps_changes_per_journal_until_done(tmp_path: Path) -> None:
         again.done(key)
     assert not again.holds("A") and again.holds("B")
     again.close()
+
+
+def test_serve_refuses_a_database_journal_wherever_it_is_named(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "config.toml"
+    config.write_text('[terminals.lane1]\nurl = "http://127.0.0.1:9"\n', encoding="utf-8")
+    url = "postgresql://shop:s3cret@127.0.0.1:9/ecrlink"
+    env = {**os.environ, "ECRLINK_LANG": "en", "ECRLINK_HOME": str(tmp_path)}
+    for how, extra in ((["--journal", url], {}), ([], {"ECRLINK_JOURNAL": url})):
+        done = subprocess.run(
+            [sys.executable, "-m", "ecrlink", "serve", "--config", str(config),
+             "--listen", f"127.0.0.1:{port}", *how],
+            capture_output=True, text=True, timeout=60, env={**env, **extra},
+            stdin=subprocess.DEVNULL)
+        assert done.returncode == 4, done.stderr
+        assert "keeps its journal in a SQLite file" in done.stderr
+        assert "s3cret" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "journal.sqlite3").exists()
