@@ -120,3 +120,12 @@ def test_serve_refuses_a_database_journal_wherever_it_is_named(tmp_path: Path) -
         assert "keeps its journal in a SQLite file" in done.stderr
         assert "s3cret" not in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "journal.sqlite3").exists()
+
+
+def test_a_change_the_journal_refuses_for_good_is_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    spool.keep("A", Recorded(1, (Event.SENT,)))
+    [(key, _)] = spool.pending("A")
+    spool.failed(key, "no entry 1")
+    assert not spool.holds("A") and spool.pending("A") == []
+    spool.close()

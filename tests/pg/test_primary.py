@@ -339,3 +339,23 @@ def test_async_registers_share_the_postgresql_journal(primary_url: str, sim: Sim
     assert asyncio.run(sell()) == [Outcome.APPROVED] * 4
     with open_journal(primary_url, create=False) as journal:
         assert [e.state for e in journal.entries(commands=["sale"])] == [State.APPROVED] * 4
+
+
+def test_a_spooled_answer_the_journal_refuses_is_set_aside_not_blocking(
+    primary_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ecrlink.journal.spool import Spool
+    from ecrlink.journal.store import Recorded
+    from ecrlink.payment import Event
+    from ecrlink.protocol import Sale
+
+    with open_journal(primary_url) as journal:
+        assert isinstance(journal, PgJournal)
+        spool = Spool(journal.path)
+        spool.keep(journal.journal_id(), Recorded(9999, (Event.SENT, Event.REPLY_APPROVED)))
+        spool.close()
+        with caplog.at_level("ERROR", logger="ecrlink.journal"):
+            entry = journal.begin("http://t", Sale.build(1000, request_id="r", client_id="c"))
+        assert journal.get(entry).state is State.PENDING  # the sale was not refused
+        assert "cannot be written" in caplog.text and "no entry 9999" in caplog.text
+        assert journal.flush_spool() == 0

@@ -391,6 +391,12 @@ class PgJournal(Journal):
                 if quiet:
                     return written
                 raise
+            except JournalError as exc:  # e.g. the entry is gone (a restored database)
+                log.error("journal %s: a spooled answer for entry %d cannot be written (%s); "
+                          "it stays in %s, set aside: %s", self.where, change.entry_id, exc,
+                          self.path, change.to_json())
+                self._spooled().failed(key, str(exc))
+                continue
             self._spooled().done(key)
         if written:
             log.info("journal %s: %d spooled answer(s) written", self.where, written)

@@ -38,7 +38,8 @@ class Spool:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY, journal TEXT NOT "
-                "NULL, entry_id INTEGER NOT NULL, change TEXT NOT NULL, at TEXT NOT NULL)")
+                "NULL, entry_id INTEGER NOT NULL, change TEXT NOT NULL, at TEXT NOT NULL, "
+                "failed TEXT)")
             self._db.execute("CREATE INDEX IF NOT EXISTS spool_journal ON spool (journal, id)")
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"spool {path}: cannot open ({exc})") from exc
@@ -58,8 +59,9 @@ class Spool:
         """Whether anything waits for ``journal`` (one indexed lookup: every command asks)."""
         with self._lock:
             try:
-                return self._db.execute("SELECT 1 FROM spool WHERE journal = ? LIMIT 1",
-                                        (journal,)).fetchone() is not None
+                return self._db.execute(
+                    "SELECT 1 FROM spool WHERE journal = ? AND failed IS NULL LIMIT 1",
+                    (journal,)).fetchone() is not None
             except sqlite3.Error as exc:
                 raise JournalError(f"spool {self.path}: read failed ({exc})") from exc
 
@@ -68,7 +70,8 @@ class Spool:
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT id, change FROM spool WHERE journal = ? ORDER BY id", (journal,)
+                    "SELECT id, change FROM spool WHERE journal = ? AND failed IS NULL "
+                    "ORDER BY id", (journal,)
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise JournalError(f"spool {self.path}: read failed ({exc})") from exc
@@ -79,6 +82,15 @@ class Spool:
         with self._lock:
             try:
                 self._db.execute("DELETE FROM spool WHERE id = ?", (key,))
+            except sqlite3.Error as exc:
+                raise JournalError(f"spool {self.path}: write failed ({exc})") from exc
+
+    def failed(self, key: int, why: str) -> None:
+        """Keep the change ``key`` but stop trying it: the journal refused it for good
+        (``why``); it stays in the file for whoever investigates."""
+        with self._lock:
+            try:
+                self._db.execute("UPDATE spool SET failed = ? WHERE id = ?", (why, key))
             except sqlite3.Error as exc:
                 raise JournalError(f"spool {self.path}: write failed ({exc})") from exc
 
