@@ -62,11 +62,9 @@ TEXT_FIELDS = (
 
 @dataclass(slots=True)
 class Side:
-    """One side's rows, column by column (a row is an index into every list).
-
-    Columns rather than row objects: a month of a chain's payments is millions of
-    rows, and per-row objects would cost several times the memory.
-    """
+    """One side's rows, built row by row, column by column (a row is an index into
+    every list): the journal's entries, and files the row reader reads.
+    ``to_frame()`` gives the frame the engine matches."""
 
     source: str
     """The file it came from, or ``journal``."""

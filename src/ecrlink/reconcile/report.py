@@ -1,6 +1,6 @@
 """The reconciliation report: summary, rows, and the table behind its written forms.
 
-The report holds both sides and the matcher's rows as frames. ``table()`` joins them
+The report holds both sides and the engine's rows as frames. ``table()`` joins them
 into one frame, a row per reconciled transaction, sorted from the most serious
 category to the least and then by time: the writers (``writers``) stream it to
 JSON, CSV and XLSX without a Python object per row. ``rows()`` gives Python objects
@@ -293,7 +293,7 @@ class Report:
 
 
 def _sorted_items(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """The matcher's rows with their amount, difference, in_doubt and resolved, most
+    """The engine's rows with their amount, difference, in_doubt and resolved, most
     serious category first, then by time (see ``Report.table``).
 
     Sides are looked up by position (``idx`` is the row's position): a gather, with

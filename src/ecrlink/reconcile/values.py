@@ -1,7 +1,7 @@
 """Cell values as banks and cash registers write them, turned into ours.
 
-This module is the definition of what a cell means: the polars engine
-(``_fast.py``) takes vectorised short cuts only for forms on which it provably agrees
+This module is the definition of what a cell means: the frame reader
+(``frames.py``) takes vectorised short cuts only for forms on which it provably agrees
 with these functions, and hands everything else back to them.
 
 Every parser accepts any object and returns a value or raises ``ReconcileError``
@@ -44,7 +44,7 @@ MAX_AMOUNT = 999_999_999_999_999
 """No card payment is a quadrillion VND: a longer number is a wrong column or a typo."""
 
 STRIP_CHARS = " \t\r\n\v\f\xa0\u2007\u202f\u3000\ufeff"
-"""What is stripped around a cell: an explicit set, so both engines strip the same."""
+"""What is stripped around a cell: an explicit set, so both readers strip the same."""
 
 _MIN_YEAR = 1900
 _MAX_YEAR = 2200
@@ -289,7 +289,7 @@ def mask_card(value: object) -> str:
     """A card number as text, with at most the first 6 and last 4 digits visible.
 
     Like ``protocol.cards.mask_pan``, but counting ASCII digits only, the same
-    characters the polars engine counts.
+    characters the frame reader counts.
     """
     text = cell_text(value)
     positions = [m.start() for m in _ASCII_DIGIT.finditer(text)]
