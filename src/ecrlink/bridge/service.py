@@ -96,7 +96,8 @@ class Bridge:
         self.linked: set[str] = set()
         """Payments whose journal entry is known (admitted)."""
         self._background: set[asyncio.Task[Any]] = set()
-        self._terminal_lock = asyncio.Lock()
+        self._dirty: set[str] = set()
+        self._checker: asyncio.Task[None] | None = None
 
     # --- life -------------------------------------------------------------------------
 
@@ -108,11 +109,8 @@ class Bridge:
             if link is None:
                 await self._update(row, state="failed", detail="the bridge stopped before "
                                    "sending it; nothing was charged")
-            else:
-                entry_id, jstate = link
-                state = journal_state(jstate)
-                await self._update(row, journal_id=entry_id,
-                                   state="in_doubt" if state == "processing" else state)
+            else:  # pending or sent in the journal: in doubt until recovered
+                await self._sync(row, None)
         for name, worker in self.workers.items():
             leftovers = await asyncio.to_thread(self.journal.open_entries,
                                                 worker.terminal.terminal)
@@ -124,7 +122,7 @@ class Bridge:
 
     async def stop(self) -> None:
         """Let payments finish for the grace time, then stop everything."""
-        for task in self._background:
+        for task in [*self._background, *([self._checker] if self._checker else [])]:
             task.cancel()
         await asyncio.gather(*(w.stop(self.config.tuning.shutdown_grace)
                                for w in self.workers.values()), return_exceptions=True)
@@ -323,16 +321,36 @@ class Bridge:
         }
 
     async def _terminals_changed(self, *names: str) -> None:
-        """Store a ``terminal.updated`` for each terminal (of ``names``, or all) whose
-        state changed since the last one."""
-        async with self._terminal_lock:  # one comparison at a time: no twin events
-            for name in names or tuple(self.workers):
-                data = await asyncio.to_thread(self.terminal_json, name)
-                if self._terminal_states.get(name) != data:
+        """Have the terminals of ``names`` (or all) checked for a change of state; a
+        ``terminal.updated`` is stored for each that changed.
+
+        Requests are coalesced into one background checker, so a busy shop never
+        builds a queue of checks (one check of a terminal covers every request that
+        came while it ran), and nobody waits for it.
+        """
+        self._dirty.update(names or self.workers)
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.create_task(self._check_terminals())
+
+    def _terminal_jsons(self, names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        return [(name, self.terminal_json(name)) for name in names]
+
+    async def _check_terminals(self) -> None:
+        while self._dirty:
+            names = sorted(self._dirty)
+            self._dirty.clear()
+            try:
+                current = await asyncio.to_thread(self._terminal_jsons, names)
+                changed = [(n, data) for n, data in current
+                           if self._terminal_states.get(n) != data]
+                for name, data in changed:
                     self._terminal_states[name] = data
-                    event = await asyncio.to_thread(self.store.add_event, "terminal.updated",
-                                                    data)
-                    self.hub.notify(event)
+                if changed:
+                    events = await asyncio.to_thread(
+                        self.store.add_events, "terminal.updated", [d for _, d in changed])
+                    self.hub.notify(*events)
+            except Exception:
+                log.exception("bridge: checking the terminals failed")
 
     # --- commands ---------------------------------------------------------------------
 

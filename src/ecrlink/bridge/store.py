@@ -343,6 +343,10 @@ class BridgeStore:
         """Store one event (and its outbox row); returns it."""
         return self._write(lambda db: self._event(db, type_, data, self.outbox))
 
+    def add_events(self, type_: str, datas: list[dict[str, Any]]) -> list[EventRow]:
+        """Store several events of one type in one commit; returns them in id order."""
+        return self._write(lambda db: [self._event(db, type_, d, self.outbox) for d in datas])
+
     def last_event_id(self) -> int:
         """The newest event id (0 if none)."""
         rows = self._read("SELECT COALESCE(MAX(id), 0) FROM bridge_events")
