@@ -226,7 +226,8 @@ class Api:
                 return picked
             return data
 
-        stream = sse_stream(self.bridge.hub, after, self.bridge.config.tuning.heartbeat, render)
+        stream = sse_stream(self.bridge.hub, after, self.bridge.config.tuning.heartbeat, render,
+                            caller.lang)
         return StreamingResponse(stream, media_type="text/event-stream", headers={
             "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

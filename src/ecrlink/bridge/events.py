@@ -42,6 +42,7 @@ class Hub:
         self._generation = 0
         self._recent: deque[EventRow] = deque(maxlen=keep)
         self._early: dict[int, EventRow] = {}
+        self._frames: dict[tuple[int, str], bytes] = {}
         self.top = 0
         """The highest id up to which memory holds every event (0: none yet)."""
 
@@ -97,6 +98,18 @@ class Hub:
         await self.wait_for(lambda: self._generation != generation, seconds)
         return self._generation
 
+    def frame(
+        self, event: EventRow, lang: str, render: Callable[[EventRow], dict[str, Any]]
+    ) -> bytes:
+        """The SSE frame of ``event`` for listeners of ``lang``, encoded once."""
+        key = (event.id, lang)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = _frame(event, render(event))
+            if len(self._frames) > 2048:
+                self._frames.pop(next(iter(self._frames)))
+        return frame
+
     @property
     def generation(self) -> int:
         """Counts notifications."""
@@ -110,9 +123,11 @@ def _frame(event: EventRow, data: dict[str, Any]) -> bytes:
 
 async def sse_stream(
     hub: Hub, after: int, heartbeat: float,
-    render: Callable[[EventRow], dict[str, Any]],
+    render: Callable[[EventRow], dict[str, Any]], lang: str = "",
 ) -> AsyncIterator[bytes]:
-    """The event stream from the event after ``after``, for ever."""
+    """The event stream from the event after ``after``, for ever. Frames are encoded
+    once per event and ``lang`` (``render`` must depend on nothing else), however many
+    listeners there are."""
     yield f"retry: 2000\n: ecrlink events from {after}\n\n".encode()
     cursor = after
     quiet = False
@@ -123,7 +138,7 @@ async def sse_stream(
             events = await asyncio.to_thread(hub.store.events_after, cursor)
         quiet = False
         for event in events:
-            yield _frame(event, render(event))
+            yield hub.frame(event, lang, render)
             cursor = event.id
         if events:
             continue
