@@ -52,6 +52,15 @@ def test_payment_commands_load_no_simulator_reconcile_or_bridge(name: str) -> No
     assert not under(modules, *HEAVY, "rich", "asyncio", "ecrlink.journal.central")
 
 
+def test_journal_commands_load_no_database_driver() -> None:
+    modules = loaded_after(
+        "import click\nfrom ecrlink.cli.app import cli\n"
+        "cli.get_command(click.Context(cli), 'journal')"
+    )
+    assert "ecrlink.cli.journal_sync" in modules  # registered...
+    assert not under(modules, "ecrlink.journal.central", "ecrlink.journal.sync", *HEAVY)
+
+
 def test_blocking_client_imports_no_asyncio() -> None:
     modules = loaded_after("import ecrlink\nfrom ecrlink import Terminal")
     assert "ecrlink.client" in modules

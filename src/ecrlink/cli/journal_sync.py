@@ -16,7 +16,6 @@ import time
 import click
 
 from .._exceptions import ConfigError
-from ..journal.central import check_central_url, check_site, redact_url
 from ..journal.store import default_journal_path
 from .exit_codes import EXIT_CODES_HELP, ExitStatus
 from .options import Session, command_options
@@ -99,6 +98,10 @@ def sync(
     retry_max: float,
 ) -> ExitStatus:
     """Ship this store's journal to head office's PostgreSQL (every entry and change)."""
+    # Here, not at the top: `journal list` and the other journal commands import this
+    # module to register it.
+    from ..journal.central import check_central_url, check_site, redact_url
+
     config = session.config()
     url = url or config.central_url
     if not url:
@@ -110,7 +113,14 @@ def sync(
     site = check_site(site or config.site, "--site") if (site or config.site) else None
     if site is None:
         raise ConfigError(f"--site: none given; use --site STORE42 or set site in {config.path}")
-    journal = session.journal or str(default_journal_path())
+    # The store's own journal file, named as for every command (--journal >
+    # ECRLINK_JOURNAL > the config's journal), else the default one.
+    journal = session.journal_name() or str(default_journal_path())
+    if "://" in journal:
+        raise ConfigError(
+            "--journal: journal sync ships a store's own journal file; this store's "
+            "journal is already a database server (read it there)"
+        )
 
     # Imported here: psycopg is loaded by this command only.
     from ..journal.sync import Backoff, follow_journal, sync_once
