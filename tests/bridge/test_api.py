@@ -426,3 +426,24 @@ def test_an_unreachable_terminal_fails_the_payment_and_charges_nothing(
     assert lanes["lane2"]["state"] == "unreachable" and lanes["lane1"]["state"] == "idle"
     assert ok["state"] == "approved"  # one terminal down does not stop the others
     assert [s.amount for s in sales(sim)] == [41_000]
+
+
+def test_idempotency_keys_survive_a_restart(bridge: BridgeProcess, sim: Simulator) -> None:
+    with bridge.client() as register:
+        first = final(register, pay(register, 130_000, "restart-key").json()["id"])
+        bridge.restart()
+        again = pay(register, 130_000, "restart-key")
+        other = pay(register, 130_500, "restart-key")
+        void = register.post("/v1/terminals/lane1/voids",
+                             json={"receipt_no": first["receipt_no"]},
+                             headers={"Idempotency-Key": "restart-void"})
+        final(register, void.json()["id"])
+        bridge.restart()
+        void_again = register.post("/v1/terminals/lane1/voids",
+                                   json={"receipt_no": first["receipt_no"]},
+                                   headers={"Idempotency-Key": "restart-void"})
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert again.json()["state"] == "approved"
+    error(other, 409, "idempotency_conflict")
+    assert void_again.status_code == 200 and void_again.json()["id"] == void.json()["id"]
+    assert [t.command for t in sim.ledger.transactions] == ["sale", "void"]
