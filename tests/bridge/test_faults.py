@@ -91,3 +91,25 @@ def test_a_row_without_a_journal_entry_never_left_and_is_failed_after_restart(
     assert payment["state"] == "failed"
     assert "nothing was charged" in payment["message"]
     assert sales(sim) == []
+
+
+def test_a_stop_while_the_customer_pays_leaves_it_to_the_next_start(
+    bridge: BridgeProcess, sim: Simulator
+) -> None:
+    sim.configure(card_delay=5.0, on_hangup="finish")
+    with bridge.client() as register:
+        payment = pay(register, 260_000, "stop-1").json()
+        time.sleep(0.5)
+        started = time.monotonic()
+        bridge.stop()  # SIGTERM: 2 s of grace (the test's tuning), then it lets go
+        assert bridge.process is not None and bridge.process.returncode == 0
+        assert time.monotonic() - started < 12
+        bridge.start()
+        deadline = time.monotonic() + 30
+        while (done := final(register, payment["id"]))["state"] == "in_doubt":
+            assert time.monotonic() < deadline  # recovery asks the terminal meanwhile
+            time.sleep(0.2)
+    assert done["state"] == "approved"
+    [sale] = sales(sim)
+    assert sale.approved and sale.amount == 260_000
+    assert "Traceback" not in bridge.log()

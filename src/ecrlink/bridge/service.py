@@ -98,6 +98,7 @@ class Bridge:
         self._background: set[asyncio.Task[Any]] = set()
         self._dirty: set[str] = set()
         self._checker: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # --- life -------------------------------------------------------------------------
 
@@ -122,10 +123,17 @@ class Bridge:
 
     async def stop(self) -> None:
         """Let payments finish for the grace time, then stop everything."""
-        for task in [*self._background, *([self._checker] if self._checker else [])]:
+        for task in self._background:
             task.cancel()
         await asyncio.gather(*(w.stop(self.config.tuning.shutdown_grace)
                                for w in self.workers.values()), return_exceptions=True)
+        # What the stopped commands wrote is recorded; then no more terminal checks,
+        # and the last one finishes before the database closes (its SQLite call runs
+        # in a thread that a cancellation would not stop).
+        self._stopping = True
+        pending = [t for t in (*self._background, self._checker) if t is not None]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
         self.store.close()
         self.journal.close()
 
@@ -328,6 +336,8 @@ class Bridge:
         builds a queue of checks (one check of a terminal covers every request that
         came while it ran), and nobody waits for it.
         """
+        if self._stopping:
+            return
         self._dirty.update(names or self.workers)
         if self._checker is None or self._checker.done():
             self._checker = asyncio.create_task(self._check_terminals())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -140,6 +141,11 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
     ))
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again with the
+    # handler found before it: a quiet one lets the command end with exit 0, not die of
+    # the signal (systemd and service wrappers read that as a failure).
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: None)
     server.run(sockets=[listening])
 
 
