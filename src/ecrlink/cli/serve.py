@@ -66,7 +66,9 @@ def _make_terminal(target: TerminalConfig, config: Config, lock_timeout: float) 
 def _listen(host: str, port: int, address: str) -> socket.socket:
     """The listening socket, bound here so that a busy port is a one-line error."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it a response written in two parts waits 40 ms for the client's ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         if sys.platform != "win32":  # on Windows it would let another program share it
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
