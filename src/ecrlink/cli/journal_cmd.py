@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
@@ -26,8 +27,12 @@ from .output import (
     render_entries,
     render_entry,
     render_result,
+    row_to_dict,
     write_entries_json,
 )
+
+if TYPE_CHECKING:  # loaded by head office's list only (it imports psycopg on use)
+    from ..journal.central import Central, SitePage
 
 __all__ = ["journal", "parse_moment"]
 
@@ -69,6 +74,11 @@ DEFAULT_LIMIT = 50
 )
 @click.option("--in-doubt", is_flag=True, help="Only entries still pending or in doubt.")
 @click.option(
+    "--site", "sites", multiple=True, metavar="SITE",
+    help="Head office (--journal postgresql://… filled by `journal sync`): only this "
+    "store (repeatable) [default: every store].",
+)
+@click.option(
     "--limit", type=click.IntRange(min=1), metavar="N",
     help=f"Show the newest N entries of the selection [default: {DEFAULT_LIMIT}]; a footer "
     "says how many more there are. --json follows it too.",
@@ -85,13 +95,20 @@ def list_(
     today: bool,
     states: tuple[str, ...],
     in_doubt: bool,
+    sites: tuple[str, ...],
     limit: int | None,
     show_all: bool,
 ) -> ExitStatus:
     """List journal entries, oldest first: the newest 50 of the selection unless --limit
-    or --all says otherwise. In-doubt rows stand out."""
+    or --all says otherwise. In-doubt rows stand out. Head office's database (filled by
+    `journal sync`) lists every store's entries, with their site."""
     if show_all and limit is not None:
         raise click.UsageError(session.t("journal_limit_or_all"))
+    if sites:
+        from ..journal.central import check_site
+
+        for site in sites:
+            check_site(site, "--site")
     start = parse_moment(since, "--since") if since else None
     stop = parse_moment(until, "--until", end=True) if until else None
     if today:
@@ -101,6 +118,19 @@ def list_(
     if in_doubt:
         wanted = frozenset({State.PENDING, State.IN_DOUBT})
     selection = Selection(start, stop, session.terminal_url_filter(), wanted)
+    name = session.journal_name()
+    central = None
+    if name and _is_url(name):
+        from ..journal.central import Central
+
+        central = Central.probe(name)
+    if central is not None:
+        with central:
+            _list_central(session, central, selection, list(dict.fromkeys(sites)) or None,
+                          None if show_all else limit or DEFAULT_LIMIT)
+        return ExitStatus.OK
+    if sites:
+        raise field_error("--site", "central_only")
     with session.open_journal() as j:
         if show_all:
             _list_all(session, j, selection)
@@ -123,7 +153,56 @@ def _list_page(session: Session, j: Journal, selection: Selection, limit: int) -
                    more_exact=page.exact, in_doubt=doubtful)
 
 
-def _more(session: Session, page: Page) -> str:
+def _is_url(name: str) -> bool:
+    return name.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def _list_central(
+    session: Session, central: Central, selection: Selection, sites: list[str] | None,
+    limit: int | None,
+) -> None:
+    """Head office's list: every store's entries (or ``sites``'), streamed from the
+    server; ``limit`` None: all of them."""
+    if sites is not None:
+        known = [s.site for s in central.sites()]
+        unknown = [s for s in sites if s not in known]
+        if unknown:  # a typo lists nothing: say which names would
+            session.env.err.write(session.t(
+                "journal_site_unknown", sites=", ".join(unknown), known=", ".join(known) or "-"
+            ) + "\n")
+            session.env.err.flush()
+    from ..journal.central import redact_url
+
+    sel = selection
+    path = redact_url(central.url)
+    if limit is None:
+        rows = central.entries(sites=sites, terminal=sel.terminal, states=sel.states,
+                               since=sel.since, until=sel.until)
+        if session.json:
+            write_entries_json(session.env.out, rows)
+            return
+        site_width = max((len(s.site) for s in central.sites()
+                          if sites is None or s.site in sites), default=0)
+        render_entries(session.out, rows, session.lang, path, id_width=len(str(
+            central.last_id(sites))), site_width=site_width)
+        return
+    page = central.page(limit, sites=sites, terminal=sel.terminal, states=sel.states,
+                        since=sel.since, until=sel.until)
+    if session.json:
+        session.print_json([row_to_dict(e) for e in page.entries])
+        if page.more:
+            session.err.print(_more(session, page), markup=False, highlight=False)
+        return
+    doubtful = None
+    if page.more:
+        doubtful = central.count(sites=sites, terminal=sel.terminal,
+                                 states=sel.only(OPEN_STATES).states, since=sel.since,
+                                 until=sel.until)
+    render_entries(session.out, page.entries, session.lang, path, more=page.more,
+                   more_exact=page.exact, in_doubt=doubtful)
+
+
+def _more(session: Session, page: Page | SitePage) -> str:
     key = "journal_more" if page.exact else "journal_more_many"
     return session.t(key, shown=len(page.entries), total=page.total, more=page.more)
 

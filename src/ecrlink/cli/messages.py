@@ -106,6 +106,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "recovers it)",
     ),
     # --- journal --------------------------------------------------------------------------
+    "col_site": ("Cửa hàng", "Site"),
     "col_id": ("Số", "ID"),
     "col_created": ("Lúc", "Created"),
     "col_terminal": ("Máy POS", "Terminal"),
@@ -140,6 +141,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "--in-doubt` liệt kê tất cả.",
         "Some of them are not on this page: `ecrlink journal list --in-doubt` lists them "
         "all.",
+    ),
+    "journal_site_unknown": (
+        "ecrlink: trụ sở chưa có cửa hàng {sites}; các cửa hàng đã đồng bộ: {known}",
+        "ecrlink: head office has no site {sites}; the sites that have synced: {known}",
     ),
     "journal_limit_or_all": (
         "chỉ dùng một trong hai: --limit N hoặc --all",

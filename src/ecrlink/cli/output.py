@@ -10,11 +10,11 @@ is never read as markup.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich import box
 from rich.cells import cell_len
@@ -27,6 +27,9 @@ from ..journal import Entry, State
 from ..payment import OPEN_STATES
 from ..protocol import VIETNAM_TIME, Outcome, Result
 from .messages import text
+
+if TYPE_CHECKING:  # not at run time: plain journal commands never load the chain's code
+    from ..journal.central import SiteEntry
 
 __all__ = [
     "LIST_CHUNK",
@@ -42,6 +45,7 @@ __all__ = [
     "render_entry",
     "render_result",
     "result_panel",
+    "row_to_dict",
     "write_entries_json",
 ]
 
@@ -262,6 +266,22 @@ def fit_widths(
     return widths
 
 
+SITE_COLUMN = ListColumn("col_site", right=False, cut=False, drop=0)
+"""Head office's lists (``SiteEntry`` rows) start with the store: never cut, never left
+out, as the id beside it is that store's own journal id."""
+
+
+def _unpack(row: Entry | SiteEntry) -> tuple[str | None, Entry]:
+    return (None, row) if isinstance(row, Entry) else (row.site, row.entry)
+
+
+def row_to_dict(row: Entry | SiteEntry) -> dict[str, Any]:
+    """``entry_to_dict``; a head office row starts with its ``site``."""
+    site, entry = _unpack(row)
+    data = entry_to_dict(entry)
+    return data if site is None else {"site": site, **data}
+
+
 def _cells(entry: Entry) -> list[tuple[str, str | None]]:
     """One entry's cells in ``LIST_COLUMNS`` order, with their styles."""
     loud = entry.state in _LOUD_STATES
@@ -327,12 +347,13 @@ def _count(number: int, lang: str) -> str:
 
 def render_entries(
     console: Console,
-    entries: Iterable[Entry],
+    entries: Iterable[Entry] | Iterable[SiteEntry],
     lang: str,
     path: str,
     *,
     terminals: Collection[str] | None = None,
     id_width: int = 0,
+    site_width: int = 0,
     more: int = 0,
     more_exact: bool = True,
     in_doubt: int | None = None,
@@ -346,34 +367,50 @@ def render_entries(
     name (default: the first chunk's); one is named in the title instead of a column.
     ``more``: entries of the selection left out (a footer says how to see them; at
     least that many unless ``more_exact``); ``in_doubt``: open entries in the whole
-    selection (default: those shown).
+    selection (default: those shown). ``SiteEntry`` rows (head office) get a SITE
+    column first (``site_width``: the widest site to come) and always a terminal column:
+    one terminal name in two stores is two terminals.
     """
-    rows = iter(entries)
+    rows: Iterator[Entry | SiteEntry] = iter(entries)
     batch = list(islice(rows, chunk))
     if not batch:
         console.print(Text(text("journal_empty", lang)))
         return
-    names = set(terminals) if terminals is not None else {e.terminal for e in batch}
+    chain = not isinstance(batch[0], Entry)
+    names = set(terminals) if terminals is not None else {_unpack(e)[1].terminal
+                                                          for e in batch}
     # One terminal (the usual shop): name it in the title and keep its column out, so
     # the list fits the 80 columns a cashier's console usually has.
     title = text("journal_title", lang, path=path)
-    if len(names) == 1:
+    single = len(names) == 1 and not chain
+    if single:
         title += f"\n{text('col_terminal', lang)}: {next(iter(names))}"
     keep = [i for i, c in enumerate(LIST_COLUMNS)
-            if not (len(names) == 1 and c.key == "col_terminal")]
-    columns = [LIST_COLUMNS[i] for i in keep]
+            if not (single and c.key == "col_terminal")]
+    columns = [SITE_COLUMN] * chain + [LIST_COLUMNS[i] for i in keep]
+
+    def lay_out(part: list[Entry | SiteEntry]) -> list[list[tuple[str, str | None]]]:
+        out = []
+        for row in part:
+            site, entry = _unpack(row)
+            cells = _cells(entry)
+            out.append([(site or "", None)] * chain + [cells[i] for i in keep])
+        return out
+
     headers = [(text(c.key, lang), None) for c in columns]
-    cells = [[row[i] for i in keep] for row in map(_cells, batch)]
+    cells = lay_out(batch)
     natural = [max(cell_len(value) for value, _ in column)
                for column in zip(headers, *cells, strict=True)]
-    natural[0] = max(natural[0], id_width)
+    natural[chain] = max(natural[chain], id_width)
+    if chain:
+        natural[0] = max(natural[0], site_width)
     widths = fit_widths(natural, columns, console.width)
     console.print(Text(title))
     head = _line(headers, widths, columns, "bold")
     _emit(console, [head, Text("─" * _line_width(widths))])
     shown = open_shown = 0
     while batch:
-        flags = [e.state in OPEN_STATES for e in batch]
+        flags = [_unpack(e)[1].state in OPEN_STATES for e in batch]
         _emit(console, [_line(row, widths, columns, "bold" if open_ else "")
                         for row, open_ in zip(cells, flags, strict=True)])
         shown += len(batch)
@@ -381,7 +418,7 @@ def render_entries(
         if _reader_gone(console):
             return
         batch = list(islice(rows, chunk))
-        cells = [[row[i] for i in keep] for row in map(_cells, batch)]
+        cells = lay_out(batch)
     doubtful = open_shown if in_doubt is None else in_doubt
     if doubtful:
         console.print(Text(text("journal_in_doubt_count", lang, count=doubtful), style="bold red"))
@@ -394,19 +431,20 @@ def render_entries(
 
 
 def write_entries_json(
-    stream: IO[str], entries: Iterable[Entry], *, chunk: int = LIST_CHUNK
+    stream: IO[str], entries: Iterable[Entry] | Iterable[SiteEntry], *,
+    chunk: int = LIST_CHUNK,
 ) -> None:
-    """``entries`` as one JSON array of ``entry_to_dict``, written ``chunk`` at a time.
+    """``entries`` as one JSON array of ``row_to_dict``, written ``chunk`` at a time.
 
     The same text as ``json.dumps`` of the whole list (ASCII-only), without ever
     holding the list: ``journal list --all --json`` on any journal in flat memory.
     """
-    rows = iter(entries)
+    rows: Iterator[Entry | SiteEntry] = iter(entries)
     stream.write("[")
     separator = ""
     while batch := list(islice(rows, chunk)):
         # One dumps per chunk: a list's items come out joined by ", ", as in one dump.
-        stream.write(separator + json.dumps([entry_to_dict(e) for e in batch])[1:-1])
+        stream.write(separator + json.dumps([row_to_dict(e) for e in batch])[1:-1])
         separator = ", "
         if getattr(stream, "_gone", False):  # see _reader_gone
             return

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import FieldError, JournalError
+from ..protocol import VIETNAM_TIME
 from .records import Change, Entry, ResolvedBy, State
+from .store import COUNT_CAP
 
 if TYPE_CHECKING:
     import psycopg
@@ -33,6 +35,7 @@ __all__ = [
     "Central",
     "Change",
     "SiteEntry",
+    "SitePage",
     "SiteStatus",
     "Total",
     "check_central_url",
@@ -181,6 +184,23 @@ class SiteEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class SitePage:
+    """The newest entries of a head office selection, oldest first, and its total
+    (as ``ecrlink.journal.store.Page``, with each entry's site)."""
+
+    entries: list[SiteEntry]
+    total: int
+    exact: bool = True
+    """False: the selection holds more than ``total`` entries (counting stopped there)."""
+
+    @property
+    def more(self) -> int:
+        """Entries of the selection older than this page (at least that many if not
+        ``exact``)."""
+        return self.total - len(self.entries)
+
+
+@dataclass(frozen=True, slots=True)
 class SiteStatus:
     """How far a store's journal has reached head office."""
 
@@ -250,6 +270,35 @@ class Central:
         central = cls(conn, url)
         try:
             central._check_schema(create)
+        except BaseException:
+            conn.close()
+            raise
+        return central
+
+    @classmethod
+    def probe(cls, url: str, *, connect_timeout: float = 10) -> Self | None:
+        """``url``'s central journal if its database has the ``ecrlink_chain`` schema,
+        else None (a shop's own PostgreSQL journal, say). Never creates anything."""
+        check_central_url(url)
+        psycopg = _psycopg()
+        try:
+            conn = psycopg.connect(
+                url, connect_timeout=max(1, round(connect_timeout)),
+                application_name="ecrlink", options="-c TimeZone=UTC", autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise CentralUnreachable(
+                f"journal {redact_url(url)}: cannot connect ({_first_line(exc)})"
+            ) from None
+        central = cls(conn, url)
+        try:
+            if central._version() is None:
+                conn.close()
+                return None
+            central._check_schema(create=False)
+        except psycopg.Error as exc:
+            conn.close()
+            raise central._error("read failed", exc) from None
         except BaseException:
             conn.close()
             raise
@@ -437,6 +486,66 @@ class Central:
         except psycopg.Error as exc:
             raise self._error("read failed", exc) from None
 
+    def page(
+        self,
+        limit: int,
+        *,
+        sites: Iterable[str] | None = None,
+        terminal: str | None = None,
+        states: Iterable[State] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        count_up_to: int = COUNT_CAP,
+    ) -> SitePage:
+        """The newest ``limit`` entries (filters as :meth:`entries`), oldest first, and
+        how many the selection holds, counted exactly up to ``count_up_to``.
+
+        Reads only the rows it returns (newest first along ``entries_created``), plus a
+        capped count when the page does not hold the whole selection.
+        """
+        where, params = _filters(sites, terminal, states, None, since, until)
+        rows = self._query(
+            f"SELECT {_SELECT_ENTRY} FROM ecrlink_chain.entries {where} "
+            "ORDER BY created_at DESC, site DESC, id DESC LIMIT %s", [*params, limit],
+        )
+        total = len(rows)
+        cap = max(limit + 1, count_up_to)
+        if total == limit:
+            total = self.count(sites=sites, terminal=terminal, states=states, since=since,
+                               until=until, at_most=cap)
+        entries = [SiteEntry(r[0], _central_entry(r[2:]), r[1]) for r in reversed(rows)]
+        return SitePage(entries, min(total, cap), exact=total <= cap)
+
+    def count(
+        self,
+        *,
+        sites: Iterable[str] | None = None,
+        terminal: str | None = None,
+        states: Iterable[State] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        at_most: int | None = None,
+    ) -> int:
+        """How many entries the filters select; with ``at_most``, counting stops after
+        ``at_most + 1`` (a result above it means "more than ``at_most``")."""
+        where, params = _filters(sites, terminal, states, None, since, until)
+        inner = f"SELECT 1 FROM ecrlink_chain.entries {where}"
+        if at_most is not None:
+            inner += " LIMIT %s"
+            params.append(at_most + 1)
+        return int(self._query(f"SELECT count(*) FROM ({inner}) AS s", params)[0][0])
+
+    def last_id(self, sites: Iterable[str] | None = None) -> int:
+        """The highest store entry id of ``sites`` (default: all; 0 if none): no list
+        shows a wider id. One index lookup per site."""
+        rows = self._query(
+            "SELECT max(m.id) FROM ecrlink_chain.sites s CROSS JOIN LATERAL (SELECT max(id) "
+            "AS id FROM ecrlink_chain.entries e WHERE e.site = s.site) m "
+            "WHERE %s::text[] IS NULL OR s.site = ANY(%s::text[])",
+            [None if sites is None else list(sites)] * 2,
+        )
+        return int(rows[0][0] or 0)
+
     def history(self, site: str, entry_id: int) -> list[Change]:
         """The state changes of one entry of ``site``, oldest first."""
         rows = self._query(
@@ -540,7 +649,9 @@ def _central_entry(row: Sequence[Any]) -> Entry:
         fields=(f1, f2, f3, f4, f5), created_at=created_at, updated_at=updated_at,
         receipt_no=receipt_no, void_of=void_of, approval_code=approval_code, ref_no=ref_no,
         card_no=card_no, tid=tid, mid=mid, batch_no=batch_no, stan=stan,
-        trans_time=trans_time, return_code=return_code,
+        # The terminal's own clock is Vietnam time; timestamptz kept the instant only.
+        trans_time=trans_time.astimezone(VIETNAM_TIME) if trans_time is not None else None,
+        return_code=return_code,
         resolved_by=ResolvedBy(resolved_by) if resolved_by else None,
         resolved_who=resolved_who, note=note, raw_reply=bytes(raw) if raw is not None else None,
         charged_amount=charged_amount, mark_before=mark_before, mark_at=mark_at,

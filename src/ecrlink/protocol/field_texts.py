@@ -104,6 +104,10 @@ RULES: dict[str, tuple[str, str]] = {
         "phải là ngày YYYY-MM-DD hoặc ngày giờ YYYY-MM-DDTHH:MM",
         "must be a date YYYY-MM-DD or a date-time YYYY-MM-DDTHH:MM",
     ),
+    "central_only": (
+        "chỉ dùng với nhật ký trụ sở (--journal postgresql://… có dữ liệu `journal sync`)",
+        "only with head office's journal (--journal postgresql://… filled by `journal sync`)",
+    ),
     "one_outcome": (
         "chọn đúng một trong hai: --approved SỐ_HÓA_ĐƠN_POS hoặc --not-approved",
         "give exactly one of --approved RECEIPT or --not-approved",
