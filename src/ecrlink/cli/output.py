@@ -27,6 +27,7 @@ from ..journal import Entry, State
 from ..payment import OPEN_STATES
 from ..protocol import VIETNAM_TIME, Outcome, Result
 from .messages import text
+from .streams import SafeStream
 
 if TYPE_CHECKING:  # not at run time: plain journal commands never load the chain's code
     from ..journal.central import SiteEntry
@@ -335,10 +336,15 @@ def _emit(console: Console, lines: list[Text]) -> None:
         console.print(Text("\n").join(lines), soft_wrap=True)
 
 
+def reader_gone(stream: object) -> bool:
+    """True if ``stream`` is a ``SafeStream`` whose reader went away."""
+    return isinstance(stream, SafeStream) and stream.gone
+
+
 def _reader_gone(console: Console) -> bool:
     # ``streams.SafeStream`` notes a reader that closed the pipe (``| head``): nothing
     # more will be read, so the rest of a long list is not worth reading either.
-    return bool(getattr(console.file, "_gone", False))
+    return reader_gone(console.file)
 
 
 def _count(number: int, lang: str) -> str:
@@ -446,7 +452,7 @@ def write_entries_json(
         # One dumps per chunk: a list's items come out joined by ", ", as in one dump.
         stream.write(separator + json.dumps([row_to_dict(e) for e in batch])[1:-1])
         separator = ", "
-        if getattr(stream, "_gone", False):  # see _reader_gone
+        if reader_gone(stream):
             return
     stream.write("]\n")
     stream.flush()

@@ -54,6 +54,11 @@ class SafeStream:
                 raise
             self._went_away()
 
+    @property
+    def gone(self) -> bool:
+        """True once the reader closed the pipe (``| head``): nothing more is read."""
+        return self._gone
+
     def _went_away(self) -> None:
         # Point the descriptor at the null device, so the interpreter's own flush at
         # exit does not fail on the closed pipe again.
