@@ -22,8 +22,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from .._exceptions import FieldError, JournalError
+from .._exceptions import JournalError
 from ..protocol import VIETNAM_TIME
+from ..protocol.field_texts import field_error
 from .records import Change, Entry, ResolvedBy, State
 from .store import COUNT_CAP
 
@@ -44,14 +45,13 @@ __all__ = [
 ]
 
 _SITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
-_SITE_RULE = "1 to 32 letters, digits, '.', '_' or '-', starting with a letter or digit"
 _SCHEMES = ("postgresql", "postgres")
 
 
 def check_site(value: object, name: str = "site") -> str:
     """A store's name in the chain (``STORE42``), or ``FieldError`` naming the rule."""
     if not isinstance(value, str) or not _SITE.fullmatch(value):
-        raise FieldError(name, f"must be {_SITE_RULE}", value)
+        raise field_error(name, "site_name", value)
     return value
 
 
@@ -59,7 +59,7 @@ def check_central_url(value: object, name: str = "url") -> str:
     """A ``postgresql://`` URL (libpq's form), or ``FieldError`` naming the rule."""
     if not isinstance(value, str) or urlsplit(value).scheme.lower() not in _SCHEMES:
         # Not echoed: a URL may carry a password.
-        raise FieldError(name, "must be a postgresql://user@host/database URL", None)
+        raise field_error(name, "postgresql_url", None)
     return value
 
 
