@@ -49,6 +49,13 @@ CSV_COLUMNS: tuple[str, ...] = (
 _CHUNK_ROWS = 100_000
 
 
+def report_columns(report: Report) -> tuple[str, ...]:
+    """``CSV_COLUMNS``, with head office's ``site`` after ``resolved`` when it has one."""
+    if not report.by_site:
+        return CSV_COLUMNS
+    return (*CSV_COLUMNS[:6], "site", *CSV_COLUMNS[6:])
+
+
 def _when(column: str) -> pl.Expr:
     """A time as ``datetime.isoformat(sep=" ")`` writes it."""
     t = pl.col(column)
@@ -62,23 +69,81 @@ def _when(column: str) -> pl.Expr:
 # --- JSON --------------------------------------------------------------------------------
 
 
-def _json_rows(table: pl.DataFrame) -> pl.DataFrame:
-    def record(prefix: str) -> pl.Expr:
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+"""A character JSON escapes inside a string (``"``, ``\\``, a control character)."""
+
+
+def _json_string(column: pl.Series) -> pl.Expr:
+    """``column`` as JSON text: ``"..."``, or ``null``.
+
+    Nearly no cell needs escaping; the few distinct ones that do are escaped by
+    polars' own JSON writer, so the text is exactly what ``write_ndjson`` writes.
+    """
+    c = pl.col(column.name)
+    quoted = pl.lit('"') + c + pl.lit('"')
+    special = column.filter(column.str.contains(_NEEDS_ESCAPE)).unique()
+    if len(special):
+        buffer = io.BytesIO()
+        pl.DataFrame({"s": special}).write_ndjson(buffer)
+        # Each line is {"s":<text>}: the text is between the 5th byte and the brace.
+        lines = buffer.getvalue().rstrip(b"\n").split(b"\n")  # no raw \n inside JSON
+        escaped = [line[5:-1].decode() for line in lines]
+        table = dict(zip(special.to_list(), escaped, strict=True))
+        quoted = (
+            pl.when(c.str.contains(_NEEDS_ESCAPE))
+            .then(c.replace_strict(table, default=None, return_dtype=pl.String))
+            .otherwise(quoted)
+        )
+    return quoted.fill_null(pl.lit("null"))
+
+
+def _json_value(table: pl.DataFrame, name: str) -> pl.Expr:
+    """Column ``name`` of ``table`` as JSON text, as ``write_ndjson`` writes it."""
+    dtype = table.schema[name]
+    c = pl.col(name)
+    if dtype == pl.String:
+        return _json_string(table.get_column(name))
+    if dtype == pl.Boolean:
+        return pl.when(c).then(pl.lit("true")).when(~c).then(pl.lit("false")) \
+            .otherwise(pl.lit("null"))
+    if isinstance(dtype, pl.Datetime):
+        return (pl.lit('"') + _when(name) + pl.lit('"')).fill_null(pl.lit("null"))
+    return c.cast(pl.String).fill_null(pl.lit("null"))
+
+
+def _json_object(pieces: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    parts: list[pl.Expr] = []
+    for n, (name, value) in enumerate(pieces):
+        parts += [pl.lit(("{" if n == 0 else ",") + f'"{name}":'), value]
+    return pl.concat_str([*parts, pl.lit("}")])
+
+
+def _json_lines(table: pl.DataFrame, first: bool) -> bytes:
+    """The rows of ``table`` as JSON objects, each after ``,\\n`` (the document's first
+    after ``\\n``): built as text by polars from flat columns, no nested structs."""
+    lead = ("category", "key", "amount", "difference", "in_doubt", "resolved")
+    if "site" in table.columns:  # head office's report
+        lead = (*lead, "site")
+    pieces = [(name, _json_value(table, name)) for name in lead]
+    for name, prefix in ROLES:
         present = table.get_column(f"{prefix}_row").null_count()
         if present == table.height:  # none in this chunk (voids are few)
-            return pl.lit(None)
-        fields = [
-            (_when(f"{prefix}_{f}") if f == "time" else pl.col(f"{prefix}_{f}")).alias(f)
-            for f in RECORD_FIELDS
-        ]
-        if present == 0:
-            return pl.struct(fields)
-        return pl.when(pl.col(f"{prefix}_row").is_not_null()).then(pl.struct(fields))
-
-    return table.select(
-        "category", "key", "amount", "difference", "in_doubt", "resolved",
-        *(record(prefix).alias(name) for name, prefix in ROLES),
-    )  # fmt: skip
+            pieces.append((name, pl.lit("null")))
+            continue
+        record = _json_object([(f, _json_value(table, f"{prefix}_{f}")) for f in RECORD_FIELDS])
+        if present:
+            record = pl.when(pl.col(f"{prefix}_row").is_not_null()).then(record) \
+                .otherwise(pl.lit("null"))
+        pieces.append((name, record))
+    separator = pl.lit(",\n")
+    if first:
+        separator = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("\n")).otherwise(separator)
+    lines = table.lazy().select(pl.concat_str([separator, _json_object(pieces)]).alias("line"))
+    buffer = io.BytesIO()
+    lines.collect().write_csv(
+        buffer, include_header=False, quote_style="never", line_terminator=""
+    )
+    return buffer.getvalue()
 
 
 _NON_ASCII = re.compile("[^\x00-\x7f]")
@@ -100,13 +165,10 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     head = json.dumps(report.head(), ensure_ascii=ascii_only)
     yield (head[:-1] + ', "rows": [').encode()
     for start in range(0, len(report), _CHUNK_ROWS):
-        buffer = io.BytesIO()
-        _json_rows(report.table(start=start, length=_CHUNK_ROWS)).write_ndjson(buffer)
-        # One object per line, and JSON never holds a raw line break in a string.
-        chunk = buffer.getvalue().rstrip(b"\n").replace(b"\n", b",\n")
+        chunk = _json_lines(report.table(start=start, length=_CHUNK_ROWS), first=not start)
         if ascii_only and not chunk.isascii():
             chunk = _NON_ASCII.sub(_escape, chunk.decode()).encode()
-        yield (b",\n" if start else b"\n") + chunk
+        yield chunk
     yield b"\n]}\n"
 
 
@@ -124,8 +186,8 @@ def _safe_text(column: str) -> pl.Expr:
     return pl.when(c.str.contains(_FORMULA)).then(pl.lit("'") + c).otherwise(c).alias(column)
 
 
-def _csv_frame(table: pl.DataFrame) -> pl.DataFrame:
-    frame = table.select(CSV_COLUMNS)
+def _csv_frame(table: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    frame = table.select(columns)
     exprs = []
     for name, dtype in frame.schema.items():
         if dtype == pl.String:
@@ -143,7 +205,7 @@ def write_csv(report: Report, out: IO[bytes]) -> None:
     first = True
     for start in range(0, max(len(report), 1), _CHUNK_ROWS):
         table = report.table(start=start, length=_CHUNK_ROWS)
-        _csv_frame(table).write_csv(out, include_header=first)
+        _csv_frame(table, report_columns(report)).write_csv(out, include_header=first)
         first = False
 
 
@@ -179,6 +241,8 @@ def write_xlsx(report: Report, path: str | Path, lang: Lang = "en") -> None:
             sheet.write_number(n, 2, totals.count)
             sheet.write_number(n, 3, totals.amount, money)
             sheet.write_string(n, 4, ADVICE[lang][category])
+        if report.by_site:
+            _totals_sheet(book, report, lang, bold, money)
         for category in Category:
             _category_sheets(book, report, category, bold, money, when, quoted)
         book.close()
@@ -188,14 +252,32 @@ def write_xlsx(report: Report, path: str | Path, lang: Lang = "en") -> None:
         raise ReconcileError(f"cannot write {path}: {exc}") from None
 
 
+def _totals_sheet(book: Any, report: Report, lang: Lang, bold: Any, money: Any) -> None:
+    """Head office's totals: per site, then per MID, each category's count and amount."""
+    ws = book.add_worksheet("totals")
+    ws.write_row(0, 0, ("by", "site / MID", "category", "meaning", "count", "amount"), bold)
+    row = 0
+    for by in ("site", "mid"):
+        for key, per in report.totals(by).items():
+            for category, totals in per.items():
+                row += 1
+                ws.write_string(row, 0, by)
+                ws.write_string(row, 1, key or "")
+                ws.write_string(row, 2, category.value)
+                ws.write_string(row, 3, LABELS[lang][category])
+                ws.write_number(row, 4, totals.count)
+                ws.write_number(row, 5, totals.amount, money)
+
+
 def _category_sheets(book: Any, report: Report, category: Category, *formats: Any) -> None:
     bold, money, when, quoted = formats
     writers: list[Any] = []
     part, row = 1, 0
+    columns = report_columns(report)
     ws = book.add_worksheet(category.value)
-    ws.write_row(0, 0, CSV_COLUMNS, bold)
+    ws.write_row(0, 0, columns, bold)
     for start in range(0, report.count(category), 10_000):
-        chunk = report.table(category, start=start, length=10_000).select(CSV_COLUMNS)
+        chunk = report.table(category, start=start, length=10_000).select(columns)
         writers = writers or [_cell_writer(name, dtype, money, when, quoted)
                               for name, dtype in chunk.schema.items()]  # fmt: skip
         for values in chunk.iter_rows():
@@ -203,7 +285,7 @@ def _category_sheets(book: Any, report: Report, category: Category, *formats: An
             if row == _XLSX_MAX_ROWS:
                 part += 1
                 ws = book.add_worksheet(f"{category.value} ({part})")
-                ws.write_row(0, 0, CSV_COLUMNS, bold)
+                ws.write_row(0, 0, columns, bold)
                 row = 1
             for col, value in enumerate(values):
                 if value is not None and value != "":  # an empty cell costs nothing
