@@ -140,7 +140,7 @@ class TerminalWorker:
         self.journal.watch(request.request_id, written)
         self.current = payment_id
         task = asyncio.create_task(
-            self._run(request, finish, admitted, allow_duplicate),
+            self._run(payment_id, request, finish, admitted, allow_duplicate),
             name=f"ecrlink-bridge-{self.name}-{request.request_id}",
         )
         self._tasks.add(task)
@@ -148,8 +148,8 @@ class TerminalWorker:
         return await asyncio.shield(admitted)
 
     async def _run(
-        self, request: Request, finish: Finisher, admitted: asyncio.Future[Admission],
-        allow_duplicate: bool,
+        self, payment_id: str | None, request: Request, finish: Finisher,
+        admitted: asyncio.Future[Admission], allow_duplicate: bool,
     ) -> None:
         result: Result | None = None
         error: BaseException | None = None
@@ -166,12 +166,17 @@ class TerminalWorker:
             if not admitted.done():
                 admitted.set_result(Admission(error=error) if error is not None
                                     else Admission())
-            self.current = None
+            # The terminal is free for the next command now; the payment stays this
+            # worker's (``current``) until ``finish`` has stored its result, so the
+            # journal sync never finalises it without one.
             self.release()
             try:
                 await asyncio.shield(finish(request, result, error))
             except Exception:
                 log.exception("bridge: recording the end of %s failed", request.request_id)
+            finally:
+                if self.current == payment_id:  # a next command may have started
+                    self.current = None
 
     def _saw(self, result: Result) -> None:
         if result.status is not None:

@@ -33,8 +33,8 @@ from .._exceptions import (
     JournalError,
     TerminalBusy,
 )
-from ..journal import ResolvedBy, State
-from ..protocol import VIETNAM_TIME, Request, Result, Sale, Settle, Void
+from ..journal import Entry, ResolvedBy, State
+from ..protocol import VIETNAM_TIME, Outcome, Request, Result, Sale, Settle, Void, parse_reply
 from .config import ServeConfig
 from .errors import ApiError
 from .events import Hub
@@ -268,13 +268,23 @@ class Bridge:
         state = journal_state(jstate)
         if state == "processing" and not running:
             state = "in_doubt"
+        entry = None
+        if state in FINAL and result is None and row.result is None \
+                and row.state in ("processing", "in_doubt"):
+            if running:
+                # Its worker stores the terminal's result with the final state, in one
+                # write: the journal's state alone would show a result-less final.
+                state = row.state
+            else:  # nobody owns it (a restart, a recovery): the journal says it all
+                entry = self.journal.get(entry_id)
+                result = entry_result(entry)
         changes.update(journal_id=entry_id, state=state)
         if result is not None:
             changes["result"] = _results(result)
             if result.detail:
                 changes["detail"] = result.detail
         if row.command == "sale" and state in FINAL:
-            entry = self.journal.get(entry_id)
+            entry = entry or self.journal.get(entry_id)
             if entry.receipt_no:
                 changes["receipt_no"] = entry.receipt_no
         return self.store.update_payment(row.id, event=self.event_data, **changes)
@@ -523,6 +533,27 @@ class Bridge:
     def settings(self) -> Mapping[str, Any]:
         """What ``/v1/health`` may say about the bridge."""
         return {"terminals": sorted(self.workers)}
+
+
+def entry_result(entry: Entry) -> Result | None:
+    """The result of a settled journal entry as the journal has it (its stored reply,
+    masked, and its state), for a payment whose command's own result was lost (the
+    bridge restarted); None for a state without a terminal outcome (``failed``)."""
+    try:
+        outcome = Outcome(entry.state.value)
+    except ValueError:
+        return None
+    base = Result(command=entry.command, status=None, outcome=outcome,
+                  return_code=entry.return_code, request_id=entry.request_id,
+                  client_id=entry.client_id, detail=entry.note, journal_id=entry.id)
+    if entry.raw_reply:
+        try:
+            reply = parse_reply(entry.raw_reply)
+        except (EcrError, ValueError):  # a stored reply that no longer parses
+            return base
+        return replace(reply, command=entry.command, outcome=outcome,
+                       request_id=entry.request_id, detail=entry.note, journal_id=entry.id)
+    return base
 
 
 def _results(result: Result) -> dict[str, Any]:
