@@ -10,15 +10,18 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 import click
 
-from .._exceptions import EcrError, ReconcileError
+from .._exceptions import EcrError, FieldError, ReconcileError
 from ..journal import Entry, Journal, ResolvedBy, State, default_journal_path
+from ..journal.backends import is_database_url, open_journal
 from ..protocol import VIETNAM_TIME as VN_TZ
+from ..protocol.field_texts import field_error, field_message
 from .exit_codes import ExitStatus, exit_status_for
 from .messages import default_lang
 from .output import format_vnd
@@ -27,6 +30,7 @@ from .streams import SafeStream
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..journal.central import Central
     from ..reconcile import Lang, Report, Resolver
 
 __all__ = ["reconcile_command"]
@@ -42,7 +46,7 @@ _MARGIN = timedelta(days=1)
 for a day more on each side and let ``reconcile`` cut the period exactly."""
 
 
-def _journal_wanted(path: Path | None, invoices: Path | None) -> bool:
+def _journal_wanted(path: str | None, invoices: Path | None) -> bool:
     """The journal is the register side without an invoice list; with one, it lends
     card data when named, or when the default journal exists (never created for it)."""
     if path is not None or invoices is None:
@@ -51,11 +55,11 @@ def _journal_wanted(path: Path | None, invoices: Path | None) -> bool:
 
 
 def _load_journal_entries(
-    path: Path | None, since: datetime | None, until: datetime | None
+    path: str | None, since: datetime | None, until: datetime | None
 ) -> tuple[list[Entry], Resolver]:
     """The journal's sales and voids around the period, and a resolver that records
     in the same journal what the statement proves."""
-    journal = Journal(path, create=path is None)
+    journal = Journal(None) if path is None else open_journal(path, create=False)
     entries = list(journal.entries(
         since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
         until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
@@ -68,6 +72,48 @@ def _load_journal_entries(
         )
 
     return entries, resolve
+
+
+def _central(path: str | None) -> Central | None:
+    """Head office's database if ``path`` names one (``journal list``'s test: a
+    database with the chain's schema), else None. Never creates anything."""
+    if path is None or not is_database_url(path):
+        return None
+    from ..journal.central import Central
+
+    return Central.probe(path)
+
+
+class _SiteStream:
+    """Every store's sales and voids around the period, streamed from head office's
+    server (a cursor, a batch at a time), remembering each entry's store.
+
+    Only what reconciliation keeps is asked for (approved, pending, in doubt): the
+    declined and failed never leave the server.
+    """
+
+    def __init__(
+        self, central: Central, sites: list[str] | None,
+        since: datetime | None, until: datetime | None,
+    ) -> None:
+        self._central, self._sites = central, sites
+        self._since = since.replace(tzinfo=VN_TZ) - _MARGIN if since else None
+        self._until = until.replace(tzinfo=VN_TZ) + _MARGIN if until else None
+        # By object: two stores' entries share ids. The entry is kept with its site
+        # so that its id() is never reused while the report is built.
+        self._site: dict[int, tuple[str, Entry]] = {}
+
+    def __iter__(self) -> Iterator[Entry]:
+        for row in self._central.entries(
+            sites=self._sites, commands=("sale", "void"),
+            states=(State.APPROVED, State.PENDING, State.IN_DOUBT),
+            since=self._since, until=self._until,
+        ):  # fmt: skip
+            self._site[id(row.entry)] = (row.site, row.entry)
+            yield row.entry
+
+    def site_of(self, entry: Entry) -> str:
+        return self._site[id(entry)][0]
 
 
 # --- options ---------------------------------------------------------------------------
@@ -120,6 +166,12 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "more": "… and {n} more: write them all with --out report.xlsx",
         "ok": "Everything matched.",
         "written": "Report written to {path}",
+        "at_store": "{n} in-doubt payment(s) proven approved by the statement: resolve "
+        "them at the store (head office never writes a store's journal):",
+        "by_site": "Per store",
+        "by_mid": "Per MID",
+        "site": "Store",
+        "no_site": "(bank only)",
     },
     "vi": {
         "title": "Đối soát",
@@ -140,6 +192,12 @@ _TEXT: dict[Lang, dict[str, str]] = {
         "more": "… và {n} dòng nữa: xuất đủ với --out report.xlsx",
         "ok": "Tất cả đều khớp.",
         "written": "Đã ghi báo cáo: {path}",
+        "at_store": "{n} giao dịch chưa rõ kết quả đã được sao kê xác nhận thành công: "
+        "cập nhật tại cửa hàng (trụ sở không ghi vào nhật ký của cửa hàng):",
+        "by_site": "Theo cửa hàng",
+        "by_mid": "Theo MID",
+        "site": "Cửa hàng",
+        "no_site": "(chỉ ngân hàng)",
     },
 }
 _SHOWN_ROWS = 20
@@ -182,7 +240,9 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
         for row in report.rows(category)
     )
     listing = Table(title=text["attention"], title_justify="left")
-    for name in ("category", "time", "amount", "invoice", "card", "approval", "ref_no", "row"):
+    site_column = ("site",) if report.by_site else ()
+    for name in ("category", *site_column, "time", "amount", "invoice", "card", "approval",
+                 "ref_no", "row"):
         listing.add_column(name)
     extra = in_doubt = 0
     for row in problems:
@@ -199,6 +259,7 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
         flag = " (in doubt)" if row.in_doubt else ""
         listing.add_row(
             row.category.value + flag,
+            *((row.site or "",) if report.by_site else ()),
             side.time.strftime("%d/%m/%Y %H:%M:%S") if side.time else "",
             format_vnd(row.amount) + (f" ({row.difference:+,})" if row.difference else ""),
             side.invoice,
@@ -214,7 +275,13 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
             console.print(text["more"].format(n=extra))
     if in_doubt:
         console.print(text["in_doubt"].format(n=in_doubt))
-    if report.resolved:
+    if report.by_site:
+        _print_totals(console, report, lang)
+        if report.resolved:
+            console.print(text["at_store"].format(n=len(report.resolved)))
+            for site, entry in report.resolved_at_sites:
+                console.print(f"  {site} #{entry.id}", markup=False, highlight=False)
+    elif report.resolved:
         console.print(text["resolved"].format(n=len(report.resolved)))
     if any(report.dropped.values()):
         console.print(text["dropped"].format(
@@ -224,6 +291,32 @@ def _print_summary(console: Console, report: Report, lang: Lang, out: Path | Non
         console.print(f"[green]{text['ok']}[/green]")
     if out is not None:
         console.print(text["written"].format(path=out))
+
+
+def _print_totals(console: Console, report: Report, lang: Lang) -> None:
+    """Head office's totals: per store and per MID, each category's count and amount."""
+    from rich.table import Table
+
+    from ..reconcile import Category
+
+    text = _TEXT[lang]
+    views: tuple[tuple[Literal["site", "mid"], str], ...] = (
+        ("site", text["by_site"]), ("mid", text["by_mid"]),
+    )
+    for by, title in views:
+        totals = report.totals(by)
+        table = Table(title=title, title_justify="left")
+        # Store names and MIDs are never cut: the money columns wrap instead.
+        table.add_column(text["site"] if by == "site" else "MID", no_wrap=True, min_width=max(
+            (len(k or text["no_site"]) for k in totals), default=4))
+        for category in Category:
+            table.add_column(category.value, justify="right")
+        for key, per in totals.items():
+            table.add_row(key or text["no_site"], *(
+                f"{per[c].count} / {format_vnd(per[c].amount)}" if c in per else ""
+                for c in Category
+            ))
+        console.print(table)
 
 
 def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
@@ -253,8 +346,13 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
               help="The bank's statement (CSV or XLSX).")
 @click.option("--invoices", type=click.Path(dir_okay=False, path_type=Path),
               help="The register's invoice list (CSV or XLSX); else the journal.")
-@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
-              help="The journal file; with --invoices it lends card data to invoices.")
+@click.option("--journal", metavar="FILE|URL",
+              help="The journal (a file or postgresql://…); with --invoices it lends card "
+              "data to invoices. Head office's database (filled by `journal sync`): every "
+              "store's journal, read only.")
+@click.option("--site", "sites", multiple=True, metavar="SITE",
+              help="Head office (--journal postgresql://…): only this store (repeatable) "
+              "[default: every store].")
 @click.option("--from", "since", metavar="DATE", help="First day (dd/mm/yyyy or yyyy-mm-dd).")
 @click.option("--to", "until", metavar="DATE", help="Last day, included.")
 @click.option("--window", default=DEFAULT_WINDOW_TEXT,
@@ -269,7 +367,8 @@ def _write_atomically(report: Report, out: Path, lang: Lang) -> None:
 def reconcile_command(
     bank: Path,
     invoices: Path | None,
-    journal: Path | None,
+    journal: str | None,
+    sites: tuple[str, ...],
     since: str | None,
     until: str | None,
     window: str,
@@ -292,18 +391,35 @@ def reconcile_command(
         start = _parse_day(since, end=False, option="--from")
         end = _parse_day(until, end=True, option="--to")
         span = _parse_window(window)
-        entries: list[Entry] | None = None
-        resolver: Resolver | None = None
-        if _journal_wanted(journal, invoices):
-            entries, resolver = _load_journal_entries(journal, start, end)
-        report = reconcile(
-            bank, invoices=invoices, entries=entries, since=start, until=end,
-            window=span, resolve=resolver, mapping=mapping,
-        )  # fmt: skip
+        if sites:
+            from ..journal.central import check_site
+
+            for site in sites:
+                check_site(site, "--site")
+        central = _central(journal) if _journal_wanted(journal, invoices) else None
+        if central is not None:
+            report = _reconcile_central(
+                central, list(dict.fromkeys(sites)) or None, bank, invoices=invoices,
+                since=start, until=end, window=span, mapping=mapping,
+            )  # fmt: skip
+        else:
+            if sites:
+                raise field_error("--site", "central_only")
+            entries: list[Entry] | None = None
+            resolver: Resolver | None = None
+            if _journal_wanted(journal, invoices):
+                entries, resolver = _load_journal_entries(journal, start, end)
+            report = reconcile(
+                bank, invoices=invoices, entries=entries, since=start, until=end,
+                window=span, resolve=resolver, mapping=mapping,
+            )  # fmt: skip
         if out is not None:
             _write_atomically(report, out, lang)
     except click.BadParameter as exc:
         click.echo(f"ecrlink reconcile: error: {exc.format_message()}", err=True)
+        sys.exit(exit_status_for(exc))
+    except FieldError as exc:
+        click.echo(f"ecrlink reconcile: error: {field_message(exc, lang)}", err=True)
         sys.exit(exit_status_for(exc))
     except EcrError as exc:
         click.echo(f"ecrlink reconcile: error: {exc}", err=True)
@@ -315,3 +431,24 @@ def reconcile_command(
     else:
         _print_summary(Console(file=stdout, highlight=False), report, lang, out)
     sys.exit(ExitStatus.DISCREPANCIES if report.needs_attention else ExitStatus.OK)
+
+
+def _reconcile_central(
+    central: Central, sites: list[str] | None, bank: Path, *, invoices: Path | None,
+    since: datetime | None, until: datetime | None, window: timedelta, mapping: Path | None,
+) -> Report:
+    """Every store's journal (or ``sites``') against one statement, streamed from head
+    office's server. Read only: what the statement proves is listed for the stores to
+    resolve, never written here (each store's journal is the authority)."""
+    from ..journal.central import redact_url
+    from ..reconcile import reconcile
+
+    with central:
+        stream = _SiteStream(central, sites, since, until)
+        report = reconcile(
+            bank, invoices=invoices, entries=stream, since=since, until=until,
+            window=window, resolve=None, mapping=mapping, site_of=stream.site_of,
+        )  # fmt: skip
+    if invoices is None:
+        report.register_source = redact_url(central.url)
+    return report

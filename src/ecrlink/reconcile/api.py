@@ -36,6 +36,7 @@ def reconcile(
     window: timedelta = DEFAULT_WINDOW,
     resolve: Resolver | None = None,
     mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
+    site_of: Callable[[Entry], str] | None = None,
 ) -> Report:
     """Match the register's payments against a bank statement.
 
@@ -54,7 +55,11 @@ def reconcile(
     are reported as ``ecr_only`` with ``in_doubt`` set.
 
     Raises ``InputFileError`` (file, row, column) for a file that cannot be read
-    as a whole; no partial report is ever returned. The report's JSON (the same as
+    as a whole; no partial report is ever returned.
+
+    ``site_of`` (head office, several stores' journals at once) names the store of
+    each entry: the report then has a ``site`` on journal rows and per-site and
+    per-MID totals (``Report.totals``). The report's JSON (the same as
     ``ecrlink reconcile --json``) is ``writers.json_chunks(report)``.
     """
     if invoices is None and entries is None:
@@ -66,13 +71,19 @@ def reconcile(
     sides = read_sides(bank, invoices=invoices, entries=entries, since=since, until=until,
                        mapping=mapping)
     reg, bank_frame, bank_path = sides.reg, sides.bank, os.fspath(bank)
-    items = match(reg, bank_frame, window).items
+    site_rows = _sites(reg, sides.entries, site_of) if site_of is not None else None
+    if site_rows is None:
+        items = match(reg, bank_frame, window).items
+    else:
+        items = match(*_scoped_invoices(reg, bank_frame, site_rows), window).items
     proofs = _proofs(items, reg, bank_frame, sides.entries, bank_path)
     report = Report(
         reg=reg, bank=bank_frame, items=items,
         bank_source=bank_path, register_source=sides.register_source,
         since=since, until=until, window=window, resolved=[e for e, _ in proofs],
         dropped=sides.dropped,
+        sites=site_rows,
+        resolved_sites=[site_of(e) for e, _ in proofs] if site_of is not None else (),
     )  # fmt: skip
     if resolve is not None:
         for entry, note in proofs:
@@ -120,6 +131,43 @@ def read_sides(
         reg, bank_frame, journal.entry if journal else [], register_source,
         {"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
     )
+
+
+def _sites(
+    reg: pl.DataFrame, entries: list[Entry | None], site_of: Callable[[Entry], str]
+) -> pl.Series:
+    """Each register row's store, by position (null for a row without an entry)."""
+    names = [None if e is None else site_of(e) for e in entries]
+    return pl.Series("site", names, dtype=pl.String).gather(reg.get_column("entry"))
+
+
+def _scoped_invoices(
+    reg: pl.DataFrame, bank: pl.DataFrame, sites: pl.Series
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both sides with each invoice code prefixed by its store, for matching only.
+
+    Stores number their invoices on their own: two stores' ``HD000001`` are two
+    invoices, not one charged twice. A bank row belongs to the store whose journal
+    names its TID (a terminal serves one store); a bank row of a TID no journal row
+    names, or of a TID two stores name, keeps its bare code (it can still match by
+    card + approval code, or RRN)."""
+    scoped = reg.with_columns(sites.alias("_site"))
+    tid_site = (
+        scoped.filter((pl.col("tid") != "") & pl.col("_site").is_not_null())
+        .group_by("tid").agg(pl.col("_site").unique())
+        .filter(pl.col("_site").list.len() == 1)
+        .select("tid", pl.col("_site").list.first())
+    )
+    bank_scoped = bank.join(tid_site, on="tid", how="left", maintain_order="left")
+
+    def prefixed(frame: pl.DataFrame) -> pl.DataFrame:
+        inv, site = pl.col("invoice"), pl.col("_site")
+        return frame.with_columns(
+            pl.when((inv != "") & site.is_not_null())
+            .then(pl.concat_str([site, pl.lit("\x1f"), inv])).otherwise(inv).alias("invoice")
+        ).drop("_site")
+
+    return prefixed(scoped), prefixed(bank_scoped)
 
 
 def _mappings(

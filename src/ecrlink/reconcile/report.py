@@ -142,6 +142,8 @@ class ReportRow:
     """The register row is a journal payment still in doubt."""
     resolved: bool
     """The register row was in doubt, and the statement proved it approved."""
+    site: str | None = None
+    """Head office's report: the store of the journal row."""
 
     @property
     def difference(self) -> int | None:
@@ -163,7 +165,7 @@ class ReportRow:
             "bank": self.bank.to_dict() if self.bank else None,
             "register_void": self.register_void.to_dict() if self.register_void else None,
             "bank_void": self.bank_void.to_dict() if self.bank_void else None,
-        }
+        } | ({"site": self.site} if self.site is not None else {})
 
 
 RECORD_FIELDS = (
@@ -199,6 +201,8 @@ class Report:
         window: timedelta | None = None,
         resolved: Sequence[Entry] = (),
         dropped: Mapping[str, int] | None = None,
+        sites: pl.Series | None = None,
+        resolved_sites: Sequence[str | None] = (),
     ) -> None:
         self.bank_source = bank_source
         self.register_source = register_source
@@ -207,10 +211,15 @@ class Report:
         self.window = window
         self.resolved: tuple[Entry, ...] = tuple(resolved)
         """Journal entries the statement proved approved (resolved through the callback)."""
+        self._resolved_sites = tuple(resolved_sites) or (None,) * len(self.resolved)
         self.dropped: dict[str, int] = dict(dropped or {})
         """Rows read but left out, per side: declined in a status column, outside the period."""
         self._reg, self._bank = reg, bank
         self._items = _sorted_items(reg, bank, items)
+        self.by_site = sites is not None
+        """Head office's report: journal rows carry their store (``site``)."""
+        if sites is not None:
+            self._items = _with_site(self._items, reg, bank, sites)
         counts = {
             c: (n, total)
             for c, n, total in self._items.group_by("category")
@@ -245,7 +254,8 @@ class Report:
             items = items.filter(pl.col("category") == category.value)
         if start or length is not None:
             items = items.slice(start, length)
-        parts = [items.select("category", "key", "amount", "difference", "in_doubt", "resolved")]
+        lead = ["category", "key", "amount", "difference", "in_doubt", "resolved"]
+        parts = [items.select(*lead, *(["site"] if self.by_site else []))]
         for _, prefix in ROLES:
             side = self._reg if prefix.startswith("reg") else self._bank
             at = items.get_column(prefix)
@@ -268,6 +278,21 @@ class Report:
         """How many report rows (of one category)."""
         return len(self) if category is None else self.summary[category].count
 
+    def totals(self, by: Literal["site", "mid"]) -> dict[str | None, dict[Category, Totals]]:
+        """Head office's totals: per store (``site``; None: bank rows no journal row
+        explains) or per merchant id (``mid``, the register's, else the bank's), the
+        count and amount of each category. Empty unless ``by_site``."""
+        if not self.by_site:
+            return {}
+        out: dict[str | None, dict[Category, Totals]] = {}
+        grouped = (
+            self._items.group_by(by, "category").agg(pl.len(), pl.col("amount").sum())
+            .sort(by, "category", nulls_last=True)
+        )
+        for key, category, n, amount in grouped.iter_rows():
+            out.setdefault(key, {})[Category(category)] = Totals(int(n), int(amount))
+        return out
+
     def to_dict(self, *, rows: bool = True) -> dict[str, Any]:
         """The JSON document: ``{"summary": {...}, "rows": [...]}`` and context."""
         doc = self.head()
@@ -289,7 +314,28 @@ class Report:
             "sources": {"bank": self.bank_source, "register": self.register_source},
             "resolved": [e.id for e in self.resolved],
             "dropped": self.dropped,
+        } | (self._site_head() if self.by_site else {})
+
+    def _site_head(self) -> dict[str, Any]:
+        def section(by: Literal["site", "mid"]) -> list[dict[str, Any]]:
+            return [
+                {by: key, **{c.value: {"count": t.count, "amount": t.amount}
+                             for c, t in per.items()}}
+                for key, per in self.totals(by).items()
+            ]
+
+        return {
+            "totals": {"site": section("site"), "mid": section("mid")},
+            # Head office never writes a store's journal: these are resolved there.
+            "resolve_at_store": [
+                {"site": site, "id": e.id} for site, e in self.resolved_at_sites
+            ],
         }
+
+    @property
+    def resolved_at_sites(self) -> list[tuple[str | None, Entry]]:
+        """``resolved`` with each entry's store (head office's report)."""
+        return list(zip(self._resolved_sites, self.resolved, strict=True))
 
 
 def _sorted_items(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
@@ -331,6 +377,25 @@ def _sorted_items(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) ->
     )  # fmt: skip
 
 
+def _with_site(
+    items: pl.DataFrame, reg: pl.DataFrame, bank: pl.DataFrame, sites: pl.Series
+) -> pl.DataFrame:
+    """The items with each row's store (from its journal sale, else its void) and MID
+    (the register's, else the bank's)."""
+
+    def at(series: pl.Series, role: str) -> pl.Series:
+        return series.gather(items.get_column(role))
+
+    reg_mid, bank_mid = reg.get_column("mid"), bank.get_column("mid")
+    mid = pl.DataFrame([
+        at(reg_mid, "reg").alias("a"), at(reg_mid, "reg_void").alias("b"),
+        at(bank_mid, "bank").alias("c"), at(bank_mid, "bank_void").alias("d"),
+    ]).select(pl.coalesce(pl.col(c).replace("", None) for c in "abcd").alias("mid"))
+    site = pl.DataFrame([at(sites, "reg").alias("a"), at(sites, "reg_void").alias("b")]).select(
+        pl.coalesce("a", "b").alias("site"))
+    return pl.concat([items, site, mid], how="horizontal")
+
+
 def _report_row(values: dict[str, Any]) -> ReportRow:
     def record(prefix: str) -> Record | None:
         if values[f"{prefix}_row"] is None:
@@ -347,6 +412,7 @@ def _report_row(values: dict[str, Any]) -> ReportRow:
         bank_void=record("bank_void"),
         in_doubt=values["in_doubt"],
         resolved=values["resolved"],
+        site=values.get("site"),
     )
 
 

@@ -122,9 +122,8 @@ def _json_lines(table: pl.DataFrame, first: bool) -> bytes:
     """The rows of ``table`` as JSON objects, each after ``,\\n`` (the document's first
     after ``\\n``): built as text by polars from flat columns, no nested structs."""
     lead = ("category", "key", "amount", "difference", "in_doubt", "resolved")
-    if "site" in table.columns:  # head office's report
-        lead = (*lead, "site")
-    pieces = [(name, _json_value(table, name)) for name in lead]
+    site = ("site",) if "site" in table.columns else ()  # head office's report
+    pieces = [(name, _json_value(table, name)) for name in (*lead, *site)]
     for name, prefix in ROLES:
         present = table.get_column(f"{prefix}_row").null_count()
         if present == table.height:  # none in this chunk (voids are few)
