@@ -263,3 +263,15 @@ def test_password_never_shown(chain: Chain, tmp_path: Path) -> None:
     for text in (shown.stdout, shown.stderr, as_json.stdout, as_json.stderr, done.stdout,
                  done.stderr, out.read_text(encoding="utf-8")):
         assert "s3cret" not in text
+
+
+def test_period_is_cut_on_both_sides(chain: Chain) -> None:
+    whole = report(reconcile("--bank", str(chain.bank), "--journal", chain.url, "--json"))
+    day = whole["rows"][0]["bank"]["time"][:10]
+    same = report(reconcile("--bank", str(chain.bank), "--journal", chain.url, "--json",
+                            "--from", day, "--to", day))
+    assert same["summary"] == whole["summary"] and same["totals"] == whole["totals"]
+    before = report(reconcile("--bank", str(chain.bank), "--journal", chain.url, "--json",
+                              "--to", "2020-01-01"))
+    assert before["rows"] == [] and before["totals"] == {"site": [], "mid": []}
+    assert before["dropped"]["bank"] == len(whole["rows"])
