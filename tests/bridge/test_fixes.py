@@ -10,7 +10,7 @@ from typing import Any
 from ecrlink.simulator import Simulator
 
 from .conftest import BridgeProcess
-from .test_api import pay
+from .test_api import final, pay, wait_for_sales
 
 _FINAL = {"approved", "declined", "canceled", "amount_mismatch"}
 
@@ -77,3 +77,42 @@ def test_a_final_state_always_comes_with_its_result(
     assert count >= 5 and seen  # it really ran
     declines = [s for s in sim.ledger.transactions if s.command == "sale"]
     assert len(declines) == count
+
+
+def test_a_resolved_payment_reads_as_its_new_state(
+    make_bridge: Callable[..., BridgeProcess], sim: Simulator
+) -> None:
+    # In doubt (the customer takes 4 s, the bridge waits 1 s), then resolved by a
+    # manager: the payment's message says what it is now; the terminal's old words stay
+    # in result.
+    bridge = make_bridge(
+        terminal_options="timeout = 1\nrecovery_timeout = 1\nstatus_timeout = 1")
+    sim.configure(card_delay=4.0)
+    with bridge.client() as register, bridge.client("manager") as manager:
+        first = final(register, pay(register, 70_000, "doubt-a").json()["id"])
+        assert first["state"] == "in_doubt", first
+        wait_for_sales(sim, 1)
+        declined = manager.post(f"/v1/payments/{first['id']}/resolve",
+                                json={"not_approved": True, "who": "Lan"})
+        assert declined.status_code == 200, declined.text
+        body = declined.json()
+        assert body["state"] == "declined"
+        assert body["message"].startswith("Không trừ tiền"), body["message"]  # vi key
+        assert "CHƯA RÕ" not in body["message"]
+        assert body["result"]["outcome"] == "unknown"  # the terminal's words, kept
+        again = register.get(f"/v1/payments/{first['id']}").json()  # the en key
+        assert again["message"].startswith("Not charged"), again["message"]
+        assert "UNKNOWN" not in again["message"].upper()
+
+        second = final(register, pay(register, 80_000, "doubt-b").json()["id"])
+        assert second["state"] == "in_doubt", second
+        paid = wait_for_sales(sim, 2)[-1]
+        receipt = f"{paid.receipt_no:06d}"
+        approved = manager.post(f"/v1/payments/{second['id']}/resolve",
+                                json={"approved_receipt": receipt, "who": "Lan"}).json()
+        assert approved["state"] == "approved"
+        assert approved["message"].startswith("Đã thanh toán"), approved["message"]
+        assert receipt in approved["message"]
+        again = register.get(f"/v1/payments/{second['id']}").json()
+        assert again["message"] == f"Paid: confirmed approved, receipt {receipt}"
+        assert approved["result"]["outcome"] == "unknown"

@@ -73,9 +73,30 @@ def vn_time(text: str) -> str:
     return datetime.fromisoformat(text).astimezone(VIETNAM_TIME).isoformat(timespec="seconds")
 
 
+_SETTLED: dict[str, tuple[str, str]] = {
+    "declined": ("Không trừ tiền: đã xác nhận giao dịch không thành công; khách có thể "
+                 "thanh toán lại", "Not charged: confirmed not approved; the customer may "
+                 "pay again"),
+    "approved": ("Đã thanh toán: đã xác nhận giao dịch thành công", "Paid: confirmed "
+                 "approved"),
+}
+
+
 def message(row: PaymentRow, lang: str) -> str:
-    """The cashier's sentence for the payment's state, in ``lang``."""
+    """The cashier's sentence for the payment's state, in ``lang``.
+
+    A payment settled after the terminal's own answer (a manager's resolve, the bank's
+    statement) keeps that answer in ``result``, but its sentence follows its state:
+    the old "outcome unknown" no longer holds.
+    """
     result = (row.result or {}).get(lang)
+    if result and row.state in _SETTLED and result.get("outcome") != row.state:
+        vi, en = _SETTLED[row.state]
+        text = vi if lang == "vi" else en
+        if row.state == "approved" and row.command == "sale" and row.receipt_no:
+            text += f", hóa đơn số {row.receipt_no}" if lang == "vi" \
+                else f", receipt {row.receipt_no}"
+        return text
     if row.state in ("declined", "amount_mismatch", "canceled") and result:
         text = f"{result.get('message') or ''}. {result.get('advice') or ''}".strip(" .")
         if text:
