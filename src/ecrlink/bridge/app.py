@@ -234,7 +234,7 @@ class Api:
     async def reconcile(self, request: Request) -> Response:
         self.caller(request, "manager")
         data = await self.reconciliations.run(request)
-        return _json(data, 201, {"Location": data["xlsx_url"]} if data.get("xlsx_url") else None)
+        return _json(data, 201, {"Location": data["xlsx_url"]})
 
     async def reconciliation_xlsx(self, request: Request) -> Response:
         self.caller(request, "manager")

@@ -296,7 +296,7 @@ def openapi_document(terminals: list[str] | None = None) -> dict[str, Any]:
                 "description": "multipart/form-data: `bank` (CSV or XLSX) and optional "
                                "`invoices`; up to `[serve.tuning] max_upload_mb` (20 MiB). "
                                "Answers the JSON of `ecrlink reconcile --json` plus `id` "
-                               "and `xlsx_url` (null if openpyxl is not installed). What "
+                               "and `xlsx_url` (the XLSX report, written with xlsxwriter). What "
                                "the statement proves is recorded in the journal.",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
                     "schema": {"type": "object", "required": ["bank"], "properties": {

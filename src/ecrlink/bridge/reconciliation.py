@@ -11,7 +11,6 @@ Reports older than 7 days are deleted at the next upload.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import re
@@ -78,8 +77,7 @@ class Reconciliations:
         except ReconcileError as exc:
             raise bad_input("bank", str(exc)) from None
         data["id"] = report_id
-        data["xlsx_url"] = f"/v1/reconciliations/{report_id}.xlsx" \
-            if (folder / "report.xlsx").is_file() else None
+        data["xlsx_url"] = f"/v1/reconciliations/{report_id}.xlsx"
         await self.bridge.refresh_open()
         return data
 
@@ -105,8 +103,7 @@ class Reconciliations:
                            resolve=resolve)
         out = io.StringIO()
         write_json(report, out)
-        with contextlib.suppress(ImportError):  # no openpyxl: the answer says xlsx_url null
-            write_report(report, folder / "report.xlsx", self.bridge.config.lang)
+        write_report(report, folder / "report.xlsx", self.bridge.config.lang)
         data: dict[str, Any] = json.loads(out.getvalue())
         return data
 
