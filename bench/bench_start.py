@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ecrlink.journal import Journal
+
 PY = sys.executable
 ECRLINK = [PY, "-m", "ecrlink"] if shutil.which("ecrlink") is None else ["ecrlink"]
 
@@ -113,9 +115,17 @@ def main() -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     counter = iter(range(10**9))
 
+    # The register's journal exists (made once, at installation); each run gets a copy
+    # with nothing in it, as the first sale of the day with no high-water mark known:
+    # its first byte is the `last trans` asked before the sale.
+    template = home / "template"
+    template.mkdir()
+    Journal(template / "journal.sqlite3").close()
+
     def sale() -> float:
-        # A fresh journal each time, as a first sale of the day with no mark known.
-        run_env = {**env, "ECRLINK_HOME": str(home / f"run{next(counter)}")}
+        run_home = home / f"run{next(counter)}"
+        shutil.copytree(template, run_home)
+        run_env = {**env, "ECRLINK_HOME": str(run_home)}
         return first_byte(server, [*ECRLINK, "sale", "1000", "-t", url], run_env)
 
     httpx_get = f"import httpx; httpx.get({url + '/ecr'!r}, timeout=5)"
