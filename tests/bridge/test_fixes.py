@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ecrlink.bridge.auth import accept_language
+from ecrlink.protocol.field_texts import field_error, field_message
 from ecrlink.simulator import Simulator
 
 from .conftest import BridgeProcess
-from .test_api import final, pay, wait_for_sales
+from .test_api import error, final, pay, wait_for_sales
 
 _FINAL = {"approved", "declined", "canceled", "amount_mismatch"}
 
@@ -116,3 +122,59 @@ def test_a_resolved_payment_reads_as_its_new_state(
         again = register.get(f"/v1/payments/{second['id']}").json()
         assert again["message"] == f"Paid: confirmed approved, receipt {receipt}"
         assert approved["result"]["outcome"] == "unknown"
+
+
+@given(st.text(max_size=300))
+def test_accept_language_never_fails(header: str) -> None:
+    assert accept_language(header) in (None, "vi", "en")
+
+
+def test_accept_language_picks_the_first_of_vi_en() -> None:
+    assert accept_language("vi") == "vi"
+    assert accept_language("fr-FR, en-US;q=0.8, vi;q=0.9") == "en"  # order, not q
+    assert accept_language("vi;q=0, en") == "en"  # refused
+    assert accept_language("vi;q=abc") == "vi"  # a bad q is ignored
+    assert accept_language(";;;,,,q=") is None
+    assert accept_language("") is None and accept_language(None) is None
+
+
+def test_texts_follow_accept_language_over_the_key(
+    bridge: BridgeProcess, sim: Simulator
+) -> None:
+    vi = {"Accept-Language": "vi-VN,vi;q=0.9,en;q=0.8"}
+    en = {"Accept-Language": "fr, en;q=0.5"}
+    with bridge.client() as register, bridge.client("manager") as manager:  # en, vi keys
+        with register.stream("GET", "/v1/events", headers=vi, timeout=10) as events:
+            created = register.post("/v1/terminals/lane1/payments", json={"amount": 150_051},
+                                    headers={"Idempotency-Key": "lang-1", **vi})
+            assert created.status_code == 201, created.text
+            payment_id = created.json()["id"]
+            done = register.get(f"/v1/payments/{payment_id}", params={"wait": 20},
+                                headers=vi).json()
+            frames = []
+            for line in events.iter_lines():
+                if line.startswith("data:") and '"declined"' in line:
+                    frames.append(json.loads(line[5:]))
+                    break
+        as_key_en = register.get(f"/v1/payments/{payment_id}").json()
+        as_key_vi = manager.get(f"/v1/payments/{payment_id}").json()
+        asked_en = manager.get(f"/v1/payments/{payment_id}", headers=en).json()
+        refused_vi = error(register.post(
+            "/v1/terminals/lane1/payments", json={"amount": 1000, "reference": "R" * 25},
+            headers={"Idempotency-Key": "lang-2", **vi}), 422, "bad_input")
+        refused_en = error(manager.post(
+            "/v1/terminals/lane1/payments", json={"amount": 1000, "reference": "R" * 25},
+            headers={"Idempotency-Key": "lang-3", **en}), 422, "bad_input")
+    assert done["state"] == "declined"
+    assert as_key_en["message"] != as_key_vi["message"]  # the texts really differ
+    assert done["message"] == as_key_vi["message"]
+    assert done["result"]["message"] == as_key_vi["result"]["message"]
+    assert done["result"]["advice"] == as_key_vi["result"]["advice"]
+    assert asked_en["message"] == as_key_en["message"]
+    assert asked_en["result"] == as_key_en["result"]
+    assert frames and frames[0]["message"] == as_key_vi["message"]
+    for refused, lang in ((refused_vi, "vi"), (refused_en, "en")):
+        assert refused["field"] == "reference" and refused["rule_code"] == "too_long"
+        expected = field_error("reference", "too_long", max=20, length=25)
+        assert refused["message"] == field_message(expected, lang)
+    assert refused_vi["message"] != refused_en["message"]

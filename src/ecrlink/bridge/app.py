@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from .._exceptions import EcrError, TerminalBusy, TransportError
 from .._version import __version__
 from ..protocol import VIETNAM_TIME, Settle
-from .auth import Caller, Keys, require
+from .auth import Caller, Keys, accept_language, require
 from .errors import ApiError, bad_input, error_body
 from .events import sse_stream
 from .middleware import BridgeMiddleware
@@ -72,7 +73,9 @@ class Api:
         caller = self.keys.caller(request.headers.get("authorization"))
         if role == "manager":
             require(caller, "manager")
-        return caller
+        # The register's own choice (client.js sends it) before the key's setting.
+        asked = accept_language(request.headers.get("accept-language"))
+        return replace(caller, lang=asked) if asked and asked != caller.lang else caller
 
     @staticmethod
     async def body(request: Request, *, empty_ok: bool = False) -> Any:
@@ -125,11 +128,12 @@ class Api:
         allow = False
         if command == "sale":
             sale = read_sale(body, request_id=request_id, client_id=terminal.client_id,
-                             transliterate=terminal.transliterate)
+                             transliterate=terminal.transliterate, lang=caller.lang)
             outgoing: Any = sale.request
             allow = sale.allow_duplicate
         elif command == "void":
-            outgoing = read_void(body, request_id=request_id, client_id=terminal.client_id)
+            outgoing = read_void(body, request_id=request_id, client_id=terminal.client_id,
+                                 lang=caller.lang)
         else:
             read_settle(body)
             outgoing = Settle(request_id=request_id, client_id=terminal.client_id)

@@ -20,14 +20,15 @@ from .._exceptions import ConfigError
 from .config import KeyConfig, Role, hash_key
 from .errors import ApiError
 
-__all__ = ["KEY_FILE", "Caller", "Keys", "load_or_create_keys"]
+__all__ = ["KEY_FILE", "Caller", "Keys", "accept_language", "load_or_create_keys"]
 
 KEY_FILE = "bridge-keys.json"
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the key's name, role and language."""
+    """Who is calling: the key's name, role and language (the request's
+    ``Accept-Language`` comes first, see :func:`accept_language`)."""
 
     name: str
     role: Role
@@ -63,6 +64,30 @@ class Keys:
             raise ApiError(401, "unauthorized", "unknown API key",
                            headers={"WWW-Authenticate": "Bearer"})
         return Caller(found.name, found.role, found.lang or self._lang)
+
+
+def accept_language(header: str | None) -> str | None:
+    """The first of ``vi``/``en`` an ``Accept-Language`` header names (``vi-VN`` counts
+    as ``vi``), or None. Order decides, not q-values; a language with ``q=0`` (refused)
+    is skipped. Anything malformed is passed over, never an error."""
+    if not header:
+        return None
+    for part in header[:500].split(",")[:20]:
+        tag, *params = (p.strip() for p in part.split(";"))
+        primary = tag.split("-", 1)[0].lower()
+        if primary not in ("vi", "en"):
+            continue
+        refused = False
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    refused = float(value.strip()) <= 0
+                except ValueError:
+                    refused = False
+        if not refused:
+            return primary
+    return None
 
 
 def require(caller: Caller, role: Role) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .._exceptions import FieldError
 from ..protocol import VIETNAM_TIME, Sale, Void
+from ..protocol.field_texts import field_message
 from .errors import ApiError, bad_input
 from .store import PaymentRow
 
@@ -149,8 +150,10 @@ def _optional_text(body: dict[str, Any], name: str) -> str | None:
     return value or None
 
 
-def _field_error(exc: FieldError) -> ApiError:
-    return bad_input(exc.field, exc.rule)
+def _field_error(exc: FieldError, lang: str) -> ApiError:
+    """422 in the caller's language, with the rule's code for programs."""
+    return ApiError(422, "bad_input", field_message(exc, lang), field=exc.field,
+                    extra={"rule_code": exc.code} if exc.code else None)
 
 
 class SaleInput:
@@ -163,7 +166,7 @@ class SaleInput:
 
 
 def read_sale(
-    body: Any, *, request_id: str, client_id: str, transliterate: bool
+    body: Any, *, request_id: str, client_id: str, transliterate: bool, lang: str = "en"
 ) -> SaleInput:
     """Check a sale body; 422 ``bad_input`` naming the field if it breaks a rule."""
     body = _object(body, {"amount", "invoice", "reference", "fields", "allow_duplicate"})
@@ -195,11 +198,11 @@ def read_sale(
             reference=reference, fields=fields or None, transliterate=transliterate,
         )
     except FieldError as exc:
-        raise _field_error(exc) from None
+        raise _field_error(exc, lang) from None
     return SaleInput(request, allow)
 
 
-def read_void(body: Any, *, request_id: str, client_id: str) -> Void:
+def read_void(body: Any, *, request_id: str, client_id: str, lang: str = "en") -> Void:
     """Check a void body (``{"receipt_no": "000123"}``)."""
     body = _object(body, {"receipt_no"})
     receipt = body.get("receipt_no")
@@ -209,7 +212,7 @@ def read_void(body: Any, *, request_id: str, client_id: str) -> Void:
         return Void(request_id=request_id, client_id=client_id,
                     receipt_no=receipt)  # type: ignore[arg-type]  # normalised by Void
     except FieldError as exc:
-        raise _field_error(exc) from None
+        raise _field_error(exc, lang) from None
 
 
 def read_settle(body: Any) -> None:

@@ -84,6 +84,10 @@ _SCHEMAS: dict[str, Any] = {
                          "`internal`."},
                 "message": {"type": "string"},
                 "field": {"type": "string", "description": "The input at fault."},
+                "rule_code": {"type": "string", "description": "For `bad_input` from the "
+                              "protocol's field rules: the rule's code (`too_long`, "
+                              "`not_ascii`, ...); `message` says it in the caller's "
+                              "language."},
                 "payments": {"type": "array", "items": {"type": "string"},
                              "description": "For `in_doubt`, `terminal_busy`, "
                              "`duplicate_invoice`: the payments concerned."},
@@ -119,7 +123,8 @@ _SCHEMAS: dict[str, Any] = {
                                "amount_mismatch", "in_doubt"]},
             "result": _ref("Result"),
             "message": {"type": ["string", "null"], "description": "For the cashier, in "
-                        "the key's language (`lang` of the key, else `[serve] lang`)."},
+                        "the request's `Accept-Language` (vi or en), else the key's `lang`, else "
+                        "`[serve] lang`."},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "journal_id": {"type": ["integer", "null"]},
@@ -207,7 +212,11 @@ def openapi_document(terminals: list[str] | None = None) -> dict[str, Any]:
                            "errors are always {\"error\": {\"code\", \"message\", "
                            "\"field\"?}}. Payment states: processing, then approved, "
                            "declined, canceled, failed (never reached the terminal), "
-                           "amount_mismatch, or in_doubt (later approved or declined).",
+                           "amount_mismatch, or in_doubt (later approved or declined). "
+                           "Texts for people (`message`, `result.message/advice`, "
+                           "FieldError messages, the events) follow `Accept-Language` "
+                           "(the first of vi/en it names; q-values are not weighed, "
+                           "`q=0` skips one), else the key's `lang`, else `[serve] lang`.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
