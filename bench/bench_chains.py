@@ -13,12 +13,12 @@ private ``ECRLINK_HOME``.
    three changes each: pending, sent, final), journals bulk-built in the real schema,
    shipped one store after another with ``ecrlink.journal.sync.sync_once``.
 3. Lag under live traffic: one store selling ``--rate`` sales/s for ``--duration``
-   seconds while ``ecrlink journal sync --follow`` runs as a subprocess (its default
-   ``--interval`` unless ``--interval``); per sale, from the answer recorded locally to
-   the central row in the same state (central polled every 10 ms).
+   seconds while ``ecrlink journal sync --follow`` runs as a subprocess, once with its
+   default ``--interval`` and once per ``--intervals`` value; per sale, from the answer
+   recorded locally to the central row in the same state (central polled every 10 ms).
 
     python bench/bench_chains.py [--sales 300] [--rounds 5] [--payments 100000]
-                                 [--rate 4] [--duration 20] [--interval 1.0]
+                                 [--rate 4] [--duration 20] [--intervals 0.1]
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def bench_sync(server: PgServer, folder: Path, payments: int) -> list[str]:
 def bench_lag(server: PgServer, folder: Path, rate: float, duration: float,
               interval: float | None) -> list[str]:
     url = server.create_database()
-    journal = folder / "live.sqlite3"
+    journal = folder / f"live-{interval}.sqlite3"
     site = "LIVE01"
     recorded: dict[int, tuple[str, float]] = {}  # journal id -> (state, recorded at)
     seen: dict[int, float] = {}
@@ -340,8 +340,9 @@ def main() -> int:
     parser.add_argument("--payments", type=int, default=100_000, help="part 2")
     parser.add_argument("--rate", type=float, default=4.0, help="sales/s (part 3)")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds (part 3)")
-    parser.add_argument("--interval", type=float, default=None,
-                        help="journal sync --follow --interval (part 3)")
+    parser.add_argument("--intervals", default="0.1",
+                        help="journal sync --follow --interval values to run beside the "
+                        "default, comma-separated ('' for none) (part 3)")
     args = parser.parse_args()
     bindir = find_bindir()
     if bindir is None:
@@ -359,7 +360,11 @@ def main() -> int:
         for section in (
             lambda: bench_sale(server, root, args.sales, args.rounds),
             lambda: bench_sync(server, root, args.payments),
-            lambda: bench_lag(server, root, args.rate, args.duration, args.interval),
+            *(
+                lambda interval=interval: bench_lag(server, root, args.rate, args.duration,
+                                                    interval)
+                for interval in [None, *(float(v) for v in args.intervals.split(",") if v)]
+            ),
         ):
             began = time.perf_counter()
             lines = section()
