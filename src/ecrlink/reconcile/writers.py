@@ -97,10 +97,19 @@ def _json_string(column: pl.Series) -> pl.Expr:
     return quoted.fill_null(pl.lit("null"))
 
 
+_VOCABULARY = frozenset({
+    "category", "key", *(f"{prefix}_{f}" for _, prefix in ROLES for f in ("type", "state")),
+})  # fmt: skip
+"""Columns whose values are the code's own words (categories, keys, kinds, states):
+nothing in them needs a JSON escape, so no cell is looked at (a quarter of the scan)."""
+
+
 def _json_value(table: pl.DataFrame, name: str) -> pl.Expr:
     """Column ``name`` of ``table`` as JSON text, as ``write_ndjson`` writes it."""
     dtype = table.schema[name]
     c = pl.col(name)
+    if dtype == pl.String and name in _VOCABULARY:
+        return (pl.lit('"') + c + pl.lit('"')).fill_null(pl.lit("null"))
     if dtype == pl.String:
         return _json_string(table.get_column(name))
     if dtype == pl.Boolean:
