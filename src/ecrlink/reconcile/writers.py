@@ -18,6 +18,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,11 +173,23 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     """
     head = json.dumps(report.head(), ensure_ascii=ascii_only)
     yield (head[:-1] + ', "rows": [').encode()
-    for start in range(0, len(report), _CHUNK_ROWS):
+    def build(start: int) -> bytes:
         chunk = _json_lines(report.table(start=start, length=_CHUNK_ROWS), first=not start)
         if ascii_only and not chunk.isascii():
             chunk = _NON_ASCII.sub(_escape, chunk.decode()).encode()
-        yield chunk
+        return chunk
+
+    # The next chunk is built (by polars, without the GIL) while the caller writes this
+    # one: building and writing each take about half of the time. One chunk ahead only.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[bytes] | None = None
+        for start in range(0, len(report), _CHUNK_ROWS):
+            ahead = pool.submit(build, start)
+            if pending is not None:
+                yield pending.result()
+            pending = ahead
+        if pending is not None:
+            yield pending.result()
     yield b"\n]}\n"
 
 
