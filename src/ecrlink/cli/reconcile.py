@@ -424,10 +424,12 @@ def reconcile_command(
     except EcrError as exc:
         click.echo(f"ecrlink reconcile: error: {exc}", err=True)
         sys.exit(exit_status_for(exc))
-    stdout = cast(IO[str], SafeStream(sys.stdout))  # CliRunner swaps sys.stdout in tests
+    safe = SafeStream(sys.stdout)  # CliRunner swaps sys.stdout in tests
+    stdout = cast(IO[str], safe)
     if as_json:
         for chunk in json_chunks(report, ascii_only=True):
-            stdout.write(chunk.decode("ascii"))
+            safe.write_bytes(chunk)  # ASCII: the same bytes in any code page
+        safe.flush()
     else:
         _print_summary(Console(file=stdout, highlight=False), report, lang, out)
     sys.exit(ExitStatus.DISCREPANCIES if report.needs_attention else ExitStatus.OK)

@@ -43,6 +43,22 @@ class SafeStream:
             self._went_away()
             return len(text)
 
+    def write_bytes(self, data: bytes) -> None:
+        """Write encoded ``data`` (ASCII, or UTF-8 for a UTF-8 stream) to the stream's
+        byte layer when it has one: a large document (a million report rows) skips a
+        decode and re-encode of every byte. Same rules as :meth:`write`."""
+        buffer = getattr(self._stream, "buffer", None)
+        if self._gone or buffer is None:
+            self.write(data.decode("utf-8", "replace"))
+            return
+        try:
+            self._stream.flush()  # text written before must come first
+            buffer.write(data)
+        except OSError as exc:
+            if exc.errno not in _GONE:
+                raise
+            self._went_away()
+
     def flush(self) -> None:
         """Flush, unless the reader went away."""
         if self._gone:
