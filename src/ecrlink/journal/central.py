@@ -253,20 +253,25 @@ class Central:
         self.conn = conn
         self.url = url
 
-    @classmethod
-    def open(cls, url: str, *, create: bool = True, connect_timeout: float = 10) -> Self:
-        """Connect to ``url``; ``JournalError`` (one line, no password) if that fails."""
+    @staticmethod
+    def _connect(url: str, connect_timeout: float, what: str) -> Any:
+        """A connection to ``url``; ``CentralUnreachable`` (one line, no password)."""
         check_central_url(url)
         psycopg = _psycopg()
         try:
-            conn = psycopg.connect(
+            return psycopg.connect(
                 url, connect_timeout=max(1, round(connect_timeout)),
                 application_name="ecrlink", options="-c TimeZone=UTC", autocommit=True,
             )
         except psycopg.Error as exc:
             raise CentralUnreachable(
-                f"central journal {redact_url(url)}: cannot connect ({_first_line(exc)})"
+                f"{what} {redact_url(url)}: cannot connect ({_first_line(exc)})"
             ) from None
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True, connect_timeout: float = 10) -> Self:
+        """Connect to ``url``; ``JournalError`` (one line, no password) if that fails."""
+        conn = cls._connect(url, connect_timeout, "central journal")
         central = cls(conn, url)
         try:
             central._check_schema(create)
@@ -279,17 +284,7 @@ class Central:
     def probe(cls, url: str, *, connect_timeout: float = 10) -> Self | None:
         """``url``'s central journal if its database has the ``ecrlink_chain`` schema,
         else None (a shop's own PostgreSQL journal, say). Never creates anything."""
-        check_central_url(url)
-        psycopg = _psycopg()
-        try:
-            conn = psycopg.connect(
-                url, connect_timeout=max(1, round(connect_timeout)),
-                application_name="ecrlink", options="-c TimeZone=UTC", autocommit=True,
-            )
-        except psycopg.Error as exc:
-            raise CentralUnreachable(
-                f"journal {redact_url(url)}: cannot connect ({_first_line(exc)})"
-            ) from None
+        conn = cls._connect(url, connect_timeout, "journal")
         central = cls(conn, url)
         try:
             if central._version() is None:
