@@ -144,10 +144,15 @@ def test_bad_limits_are_bad_input(tmp_path: Path) -> None:
         assert result.exit_code == ExitStatus.BAD_INPUT and "--limit" in result.stderr
     both = run("journal", "list", "--journal", str(path), "--limit", "5", "--all")
     assert both.exit_code == ExitStatus.BAD_INPUT
-    assert "give either --limit N or --all, not both" in both.stderr
+    assert "--limit: cannot be used with --all" in both.stderr
     vi = run("journal", "list", "--journal", str(path), "--limit", "5", "--all", "--lang", "vi")
-    assert "chỉ dùng một trong hai: --limit N hoặc --all" in vi.stderr
+    assert "--limit (số dòng): không dùng cùng --all" in vi.stderr
     assert both.stdout == "" and "Traceback" not in both.stderr
+    # With --json the refusal is the usual error object on stdout, not Click's usage text.
+    as_json = run("journal", "list", "--journal", str(path), "--limit", "5", "--all", "--json")
+    assert as_json.exit_code == ExitStatus.BAD_INPUT
+    error = json.loads(as_json.stdout)["error"]
+    assert (error["field"], error["rule_code"]) == ("--limit", "not_with_all")
 
 
 def test_in_doubt_beyond_the_page_is_still_counted(tmp_path: Path) -> None:

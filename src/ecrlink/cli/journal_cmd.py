@@ -103,7 +103,7 @@ def list_(
     or --all says otherwise. In-doubt rows stand out. Head office's database (filled by
     `journal sync`) lists every store's entries, with their site."""
     if show_all and limit is not None:
-        raise click.UsageError(session.t("journal_limit_or_all"))
+        raise field_error("--limit", "not_with_all", limit)
     if sites:
         from ..journal.central import check_site
 

@@ -146,10 +146,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ecrlink: trụ sở chưa có cửa hàng {sites}; các cửa hàng đã đồng bộ: {known}",
         "ecrlink: head office has no site {sites}; the sites that have synced: {known}",
     ),
-    "journal_limit_or_all": (
-        "chỉ dùng một trong hai: --limit N hoặc --all",
-        "give either --limit N or --all, not both",
-    ),
     "history": ("Lịch sử", "History"),
     "nothing_to_recover": ("Không có giao dịch nào cần xác minh.", "Nothing in doubt."),
     "recovering": ("Đang hỏi máy POS {terminal}…", "Asking terminal {terminal}…"),

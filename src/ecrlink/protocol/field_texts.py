@@ -108,6 +108,10 @@ RULES: dict[str, tuple[str, str]] = {
         "chỉ dùng với nhật ký trụ sở (--journal postgresql://… có dữ liệu `journal sync`)",
         "only with head office's journal (--journal postgresql://… filled by `journal sync`)",
     ),
+    "not_with_all": (
+        "không dùng cùng --all (chọn --limit N hoặc --all)",
+        "cannot be used with --all (give --limit N or --all)",
+    ),
     "one_outcome": (
         "chọn đúng một trong hai: --approved SỐ_HÓA_ĐƠN_POS hoặc --not-approved",
         "give exactly one of --approved RECEIPT or --not-approved",
@@ -135,6 +139,7 @@ FIELD_NAMES: dict[str, str] = {
     "chunk": "số dòng mỗi lần đọc (chunk)",
     "site": "mã cửa hàng (site)",
     "--site": "--site (mã cửa hàng)",
+    "--limit": "--limit (số dòng)",
     "url": "địa chỉ máy chủ trung tâm (url)",
     "[central] url": "[central] url (địa chỉ máy chủ trung tâm)",
     "--to": "--to (địa chỉ máy chủ trung tâm)",
