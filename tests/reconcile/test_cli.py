@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
-from datetime import datetime
+import random
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from ecrlink.payment import Event
 from ecrlink.protocol import Sale, parse_reply
 from tests.conftest import fixture_bytes
 
-from .conftest import bank_row, write_bank, write_csv
+from .conftest import DAY, bank_row, entry, write_bank, write_csv
 
 
 @pytest.fixture(autouse=True)
@@ -206,3 +208,55 @@ def test_the_window_option_default_is_the_library_default() -> None:
     from ecrlink.reconcile import DEFAULT_WINDOW
 
     assert _parse_window(DEFAULT_WINDOW_TEXT) == DEFAULT_WINDOW
+
+
+def test_summary_lists_the_first_rows_of_the_whole_sorted_report(tmp_path: Path) -> None:
+    """The summary builds only the rows it shows; they are the first of the full report
+    (every row built and sorted), across categories, and the rest are counted."""
+    from rich.console import Console
+
+    from ecrlink.cli.reconcile import _SHOWN_ROWS, _print_summary
+    from ecrlink.reconcile import Category, reconcile
+
+    rng = random.Random(14)
+    bank, entries = [], []
+    plan = ["bank_only"] * 8 + ["duplicate"] * 6 + ["ecr_only"] * 30 + ["mismatch"] * 10
+    plan += ["matched"] * 1500
+    rng.shuffle(plan)
+    ecr_only = 0
+    for n, case in enumerate(plan):
+        at = DAY + timedelta(minutes=rng.randrange(90))  # many rows share a time
+        invoice, amount = f"HD{n:05d}", rng.randrange(1, 900) * 1000
+        approval = f"{n:06d}"
+        state = State.APPROVED
+        if case == "ecr_only":
+            ecr_only += 1
+            state = State.IN_DOUBT if ecr_only % 3 == 0 else State.APPROVED
+        if case != "bank_only":
+            entries.append(entry(amount, invoice=invoice, approval=approval, at=at, state=state))
+        if case in ("matched", "mismatch", "duplicate", "bank_only"):
+            charged = amount + 1000 if case == "mismatch" else amount
+            bank.append(bank_row(charged, invoice=invoice, approval=approval, at=at))
+        if case == "duplicate":
+            bank.append(bank_row(amount, invoice=invoice, approval="9" + approval[1:],
+                                 at=at + timedelta(minutes=1)))
+    report = reconcile(write_bank(tmp_path / "bank.csv", bank), entries=entries)
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=250, highlight=False), report, "en", None)
+    printed = out.getvalue().split("Needs attention", 1)[1].splitlines()
+    listed = [[c.strip() for c in line.split("│")[1:-1]] for line in printed if "│" in line]
+
+    everything = [r for r in report.rows() if r.category.needs_attention]  # full sort
+    first = everything[:_SHOWN_ROWS]
+    assert len({r.category for r in first}) >= 3  # the listing crosses categories
+    expected = [
+        [r.category.value + (" (in doubt)" if r.in_doubt else ""),
+         " ".join(f"{name} {side.row}" for name, side in (("bank", r.bank), ("reg", r.register))
+                  if side is not None)]
+        for r in first
+    ]  # fmt: skip
+    assert [[cells[0], cells[-1]] for cells in listed] == expected
+    assert f"… and {len(everything) - _SHOWN_ROWS} more" in out.getvalue()
+    doubtful = sum(r.in_doubt for r in report.rows(Category.ECR_ONLY))
+    assert doubtful == 10
+    assert f"{doubtful} payment(s) still in doubt" in out.getvalue()

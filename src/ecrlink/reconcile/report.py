@@ -215,14 +215,17 @@ class Report:
         self.dropped: dict[str, int] = dict(dropped or {})
         """Rows read but left out, per side: declined in a status column, outside the period."""
         self._reg, self._bank = reg, bank
-        self._items = _sorted_items(reg, bank, items)
+        # In the engine's order: the summary needs no sort, and a summary is all most
+        # runs print (``_items`` sorts on first use, by the writers).
+        self._unsorted = _with_amounts(reg, bank, items)
+        self._sorted: pl.DataFrame | None = None
         self.by_site = sites is not None
         """Head office's report: journal rows carry their store (``site``)."""
         if sites is not None:
-            self._items = _with_site(self._items, reg, bank, sites)
+            self._unsorted = _with_site(self._unsorted, reg, bank, sites)
         counts = {
             c: (n, total)
-            for c, n, total in self._items.group_by("category")
+            for c, n, total in self._unsorted.group_by("category")
             .agg(pl.len(), pl.col("amount").sum())
             .iter_rows()
         }
@@ -236,7 +239,14 @@ class Report:
         return any(t.count for c, t in self.summary.items() if c.needs_attention)
 
     def __len__(self) -> int:
-        return self._items.height
+        return self._unsorted.height
+
+    @property
+    def _items(self) -> pl.DataFrame:
+        """Every row, most serious category first, then by time (sorted once)."""
+        if self._sorted is None:
+            self._sorted = _sorted(self._reg, self._bank, self._unsorted)
+        return self._sorted
 
     def table(
         self, category: Category | None = None, *, start: int = 0, length: int | None = None
@@ -254,6 +264,10 @@ class Report:
             items = items.filter(pl.col("category") == category.value)
         if start or length is not None:
             items = items.slice(start, length)
+        return self._table(items)
+
+    def _table(self, items: pl.DataFrame) -> pl.DataFrame:
+        """``table()`` of these rows of ``_items``."""
         lead = ["category", "key", "amount", "difference", "in_doubt", "resolved"]
         parts = [items.select(*lead, *(["site"] if self.by_site else []))]
         for _, prefix in ROLES:
@@ -267,16 +281,42 @@ class Report:
             parts.append(part.with_columns(pl.col(f"{prefix}_type").cast(pl.String)))
         return pl.concat(parts, how="horizontal")
 
-    def rows(self, category: Category | None = None) -> Iterator[ReportRow]:
-        """The report's rows as objects, most serious category first, then by time."""
+    def rows(
+        self, category: Category | None = None, *, limit: int | None = None
+    ) -> Iterator[ReportRow]:
+        """The report's rows as objects, most serious category first, then by time.
+
+        ``limit``: only the first rows, without sorting the whole report when it has
+        not been sorted yet (a summary shows a few of a million).
+        """
+        if limit is not None:
+            yield from (_report_row(v) for v in self._first(category, limit).iter_rows(
+                named=True))
+            return
         total = self.count(category)
         for start in range(0, total, 10_000):
             for values in self.table(category, start=start, length=10_000).iter_rows(named=True):
                 yield _report_row(values)
 
+    def _first(self, category: Category | None, limit: int) -> pl.DataFrame:
+        """``table(category, length=limit)``, sorting only that category's rows."""
+        if self._sorted is not None:
+            return self.table(category, length=limit)
+        items = self._unsorted
+        if category is not None:
+            items = items.filter(pl.col("category") == category.value)
+        return self._table(_sorted(self._reg, self._bank, items).head(limit))
+
     def count(self, category: Category | None = None) -> int:
         """How many report rows (of one category)."""
         return len(self) if category is None else self.summary[category].count
+
+    def count_in_doubt(self, category: Category | None = None) -> int:
+        """How many report rows (of one category) have their register row in doubt."""
+        items = self._unsorted
+        if category is not None:
+            items = items.filter(pl.col("category") == category.value)
+        return int(items.get_column("in_doubt").sum())
 
     def totals(self, by: Literal["site", "mid"]) -> dict[str | None, dict[Category, Totals]]:
         """Head office's totals: per store (``site``; None: bank rows no journal row
@@ -338,43 +378,58 @@ class Report:
         return list(zip(self._resolved_sites, self.resolved, strict=True))
 
 
-def _sorted_items(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """The engine's rows with their amount, difference, in_doubt and resolved, most
-    serious category first, then by time (see ``Report.table``).
+def _with_amounts(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """The engine's rows with their amount, difference, in_doubt and resolved, in the
+    engine's order (``_item``).
 
     Sides are looked up by position (``idx`` is the row's position): a gather, with
     null for a row the report row does not have.
     """
-    lead = ("bank", "reg", "bank_void", "reg_void")
-
-    def of(side: pl.DataFrame, role: str, column: str) -> pl.Series:
-        return side.get_column(column).gather(items.get_column(role)).rename(f"{role}_{column}")
-
-    looked_up = [
-        of(reg if role.startswith("reg") else bank, role, column)
-        for role in lead for column in ("amount", "time")
-    ]  # fmt: skip
+    reg_amount, bank_amount = _of(reg, items, "reg", "amount"), _of(bank, items, "bank", "amount")
     in_doubt = (
         pl.col("reg").is_not_null()
         & ~pl.col("proves")
-        & ((of(reg, "reg", "state") == IN_DOUBT) | of(reg, "reg", "unsettled").fill_null(False))
+        & ((_of(reg, items, "reg", "state") == IN_DOUBT)
+           | _of(reg, items, "reg", "unsettled").fill_null(False))
     )
     return (
         items.with_row_index("_item")
-        .with_columns(looked_up)
         .with_columns(
-            pl.coalesce([pl.col(f"{p}_amount") for p in lead]).fill_null(0).alias("amount"),
-            (pl.col("bank_amount") - pl.col("reg_amount")).alias("difference"),
+            pl.coalesce(
+                bank_amount, reg_amount,
+                _of(bank, items, "bank_void", "amount"), _of(reg, items, "reg_void", "amount"),
+            ).fill_null(0).alias("amount"),
+            (bank_amount - reg_amount).alias("difference"),
             in_doubt.alias("in_doubt"),
             pl.col("proves").alias("resolved"),
+        )
+        .select("_item", "category", "key", *_LEAD, "amount", "difference", "in_doubt",
+                "resolved")
+    )  # fmt: skip
+
+
+_LEAD = ("bank", "reg", "bank_void", "reg_void")
+"""The roles in the order a report row takes its amount and time from."""
+
+
+def _of(side: pl.DataFrame, items: pl.DataFrame, role: str, column: str) -> pl.Series:
+    return side.get_column(column).gather(items.get_column(role)).rename(f"{role}_{column}")
+
+
+def _sorted(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """``items`` (of ``_with_amounts``) most serious category first, then by time, then
+    in the engine's order; without ``_item``."""
+    time = pl.coalesce(
+        [_of(reg if role.startswith("reg") else bank, items, role, "time") for role in _LEAD]
+    )
+    return (
+        items.with_columns(
             pl.col("category").replace_strict(_ORDER, return_dtype=pl.Int8).alias("_order"),
-            pl.coalesce([pl.col(f"{p}_time") for p in lead]).alias("_time"),
+            time.alias("_time"),
         )
         .sort(["_order", "_time", "_item"], nulls_last=True)
-        .select(
-            "category", "key", *lead, "amount", "difference", "in_doubt", "resolved",
-        )
-    )  # fmt: skip
+        .drop("_order", "_time", "_item")
+    )
 
 
 def _with_site(
