@@ -36,7 +36,7 @@ from .payment.flow import Exchange, Flow, Flows, Pause, Recovered, Settings, Sto
 from .protocol import LastTrans, Request, Result, Sale, Settle, Void, check_field
 from .transports import Transport, open_transport, terminal_key
 
-__all__ = ["AsyncTerminal", "JournalOption", "Terminal"]
+__all__ = ["AsyncTerminal", "JournalOption", "RequestIds", "Terminal"]
 
 if TYPE_CHECKING:
     from .async_client import AsyncTerminal
@@ -76,7 +76,7 @@ def _open_journal(option: JournalOption) -> Journal | None:
     return open_journal(option)
 
 
-class _RequestIds:
+class RequestIds:
     """Unique request ids of at most 20 characters, across processes and restarts.
 
     Milliseconds since the epoch (11 hex digits) and 6 random hex digits; the
@@ -88,6 +88,7 @@ class _RequestIds:
         self._lock = threading.Lock()
 
     def next(self) -> str:
+        """A new request id, never the one returned just before."""
         with self._lock:
             while True:
                 candidate = f"{time.time_ns() // 1_000_000:011x}{secrets.randbits(24):06x}"
@@ -135,7 +136,7 @@ class _TerminalBase:
         self.journal = _open_journal(journal)
         lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
         self._lock_dir: Path = lock_dir
-        self._ids = _RequestIds()
+        self._ids = RequestIds()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} client_id={self.client_id!r}>"

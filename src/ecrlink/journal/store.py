@@ -401,6 +401,8 @@ class Journal:
     _FOR_UPDATE = ""
     """What locks the entry a state change reads (SQLite's writer already holds the file)."""
 
+    _on_begin: Callable[[str, int], None] | None = None
+
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, create: bool = True,
         readonly: bool = False,
@@ -528,6 +530,20 @@ class Journal:
         """The journal's name in messages: its file (or its URL, password hidden)."""
         return str(self.path)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock held while this journal uses its connection. Another connection to
+        the same SQLite file (the bridge's tables) takes it too, so the two never make
+        each other wait inside SQLite."""
+        return self._lock
+
+    def on_begin(self, observer: Callable[[str, int], None] | None) -> None:
+        """Have ``observer(request_id, entry_id)`` called each time :meth:`begin` has
+        committed a command, in the thread that wrote it, before ``begin`` returns
+        (None: no observer). One observer per journal; what it raises is logged, never
+        passed on: the command is written down either way."""
+        self._on_begin = observer
+
     @staticmethod
     def _history(
         db: Any, entry_id: int, state: State, at: str, by: str | None = None,
@@ -605,7 +621,15 @@ class Journal:
                 _upsert_profile(db, terminal, at, {"mark_valid": 0})
             return int(entry_id)
 
-        return self._write(insert)
+        entry_id = self._write(insert)
+        observer = self._on_begin
+        if observer is not None:
+            try:
+                observer(request.request_id, entry_id)
+            except Exception:
+                log.exception("journal %s: the observer of entry %d failed", self.where,
+                              entry_id)
+        return entry_id
 
     def record(
         self,
@@ -872,6 +896,15 @@ class Journal:
         """The highest entry id (0 if none): no list shows a wider id."""
         with self._snapshot() as db:
             return int(db.execute("SELECT max(id) FROM entries").fetchone()[0] or 0)
+
+    def find_request(self, request_id: str) -> tuple[int, State] | None:
+        """The entry (id, state) of the command that carries ``request_id`` (the first,
+        if several do); None if no such command was ever written down. One index read."""
+        rows = self._read(
+            "SELECT id, state FROM entries WHERE request_id = ? ORDER BY id LIMIT 1",
+            (request_id,),
+        )
+        return (int(rows[0][0]), State(rows[0][1])) if rows else None
 
     def get(self, entry_id: int) -> Entry:
         """One entry by id; ``JournalError`` if there is none."""
