@@ -195,13 +195,15 @@ def follow_journal(
     say: Callable[[str, dict[str, object]], None] = lambda key, values: None,
     stop: threading.Event | None = None,
     connect_timeout: float = 10,
+    caught_up: Callable[[int], None] | None = None,
 ) -> None:
     """Ship, then poll the journal every ``interval`` seconds and ship what is new,
     until ``stop`` is set. While head office is unreachable, retry with ``backoff``;
     ``say(key, values)`` reports ``waiting`` (no journal yet: a new store's service may
     start before its first payment), ``unreachable`` (``error``, ``delay``),
-    ``reconnected`` and ``shipped`` (``changes``, ``shipped``). Other errors end it
-    (``JournalError``)."""
+    ``reconnected`` and ``shipped`` (``changes``, ``shipped``). ``caught_up(shipped)``
+    is called after each catch-up, even of nothing (head office holds every change up
+    to ``shipped``): ``ecrlink serve`` shows it. Other errors end it (``JournalError``)."""
     stop = stop or threading.Event()
     backoff = backoff or Backoff()
     central: Central | None = None
@@ -225,6 +227,8 @@ def follow_journal(
                         if progress.changes:
                             say("shipped", {"changes": progress.changes,
                                             "shipped": progress.shipped})
+                        if caught_up is not None:
+                            caught_up(progress.shipped)
                     stop.wait(interval)
                 except CentralUnreachable as exc:
                     if central is not None:
