@@ -12,8 +12,9 @@ Fixtures, reusable by every bridge test (the console and client.js tests too):
   "manager" | None)`` (an ``httpx.Client`` with the key set), ``bridge.restart()``,
   ``bridge.kill()`` (SIGKILL), ``bridge.log()`` (its stderr so far).
 - ``make_bridge(**options)``: the same with other settings (extra TOML for
-  ``[serve]``, terminal options, ``start=False``); every bridge made is stopped at
-  the end of the test.
+  ``[serve]``, terminal options, top-level TOML such as ``journal = "postgresql://…"``
+  or ``site`` and ``[central]`` as ``head``, more environment as ``environ``,
+  ``start=False``); every bridge made is stopped at the end of the test.
 
 The bridge's data directory (journal, keys) is ``ECRLINK_HOME`` = ``tmp_path/home``;
 nothing touches the user's files. Delays are shortened through ``[serve.tuning]``
@@ -56,7 +57,7 @@ class BridgeProcess:
     def __init__(
         self, root: Path, terminals: dict[str, str], *, serve_extra: str = "",
         terminal_options: str = "", tuning: str = "", keys: bool = True,
-        listen: str | None = None,
+        listen: str | None = None, head: str = "", environ: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.home = root / "home"
@@ -69,7 +70,8 @@ class BridgeProcess:
         self.register_key = REGISTER_KEY
         self.sim_url = next(iter(terminals.values()), "")
         self.journal = self.home / "journal.sqlite3"
-        lines = []
+        self.environ = environ or {}
+        lines = [head, ""]  # top-level keys come before the first table
         for name, url in terminals.items():
             lines += [f"[terminals.{name}]", f'url = "{url}"', terminal_options, ""]
         lines += ["[serve]", f'listen = "{self.listen}"', serve_extra, ""]
@@ -93,6 +95,7 @@ class BridgeProcess:
         env["ECRLINK_HOME"] = str(self.home)
         env["ECRLINK_CONFIG"] = str(self.config_path)
         env.pop("ECRLINK_TERMINAL", None)
+        env.update(self.environ)
         return env
 
     def start(self, wait: bool = True) -> BridgeProcess:

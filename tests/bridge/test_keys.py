@@ -110,7 +110,16 @@ def test_serve_section_parsing() -> None:
     assert parsed.keys[0].key_sha256 == hash_key("k" * 16)
     assert parsed.keys[1].key_sha256 == "ab" * 32
     assert parsed.tuning.webhook_backoff == (2.0, 2.0)
+    assert parsed.bridge_file is None and parsed.tuning.ship_retry_max == 30.0
+    placed = parse_serve(Path("/etc/ecrlink/config.toml"), {
+        "bridge_file": "data/bridge.sqlite3", "tuning": {"ship_interval": 0.2}})
+    # Beside the config file, whatever the service's working directory.
+    assert placed.bridge_file == Path("/etc/ecrlink/data/bridge.sqlite3")
+    assert placed.tuning.ship_interval == 0.2
     for bad, words in (
+        ({"bridge_file": "postgresql://x@y/z"}, "bridge_file must be a file path"),
+        ({"bridge_file": ""}, "bridge_file"),
+        ({"tuning": {"ship_retry_max": -1}}, "ship_retry_max"),
         ({"keys": [{"name": "a", "key": "short", "role": "register"}]}, "16"),
         ({"keys": [{"name": "a", "key": "k" * 16, "key_sha256": "a" * 64,
                     "role": "register"}]}, "exactly one"),

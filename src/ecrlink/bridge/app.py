@@ -114,6 +114,10 @@ class Api:
                 for name in self.bridge.workers]
         return _json(data)
 
+    async def sync(self, request: Request) -> Response:
+        self.caller(request, "manager")
+        return _json(await asyncio.to_thread(self.bridge.sync_status))
+
     async def _submit(self, request: Request, command: str) -> Response:
         caller = self.caller(request)
         name = request.path_params["name"]
@@ -357,6 +361,7 @@ def build_app(bridge: Bridge, keys: Keys, *, data_dir: Path) -> Any:
     routes = [
         Route("/v1/health", api.health, methods=["GET"]),
         Route("/v1/terminals", api.terminals, methods=["GET"]),
+        Route("/v1/sync", api.sync, methods=["GET"]),
         Route("/v1/terminals/{name}/payments", api.sale, methods=["POST"]),
         Route("/v1/terminals/{name}/voids", api.void, methods=["POST"]),
         Route("/v1/terminals/{name}/settlements", api.settle, methods=["POST"]),

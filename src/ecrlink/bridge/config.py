@@ -12,6 +12,9 @@ every command, so a typo in ``[serve]`` is refused the same way as one in
     webhook_url = "https://erp.example.vn/hooks/ecrlink"
     webhook_secret = "..."
     lang = "vi"                      # cashier texts when a key names no language
+    bridge_file = "D:/ecrlink/bridge.sqlite3"  # the bridge's own tables when the journal
+                                     # is a database (default: bridge.sqlite3 in the
+                                     # data directory); beside a journal file, in it
 
     [[serve.keys]]
     name = "counter1"
@@ -27,6 +30,9 @@ every command, so a typo in ``[serve]`` is refused the same way as one in
     max_upload_mb = 20               # reconciliation upload limit
     shutdown_grace = 10.0            # seconds a stopping bridge lets payments finish
     sync_interval = 2.0              # seconds between journal checks of in-doubt rows
+    ship_interval = 1.0              # with site + [central]: seconds between looks for
+                                     # changes to ship to head office
+    ship_retry_max = 30.0            # longest wait between attempts while it is unreachable
 """
 
 from __future__ import annotations
@@ -56,12 +62,13 @@ DEFAULT_LISTEN = "127.0.0.1:8765"
 _PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c ")
 
 _SERVE_KEYS = frozenset(
-    {"listen", "allowed_origins", "webhook_url", "webhook_secret", "lang", "keys", "tuning"}
+    {"listen", "allowed_origins", "webhook_url", "webhook_secret", "lang", "keys", "tuning",
+     "bridge_file"}
 )
 _KEY_KEYS = frozenset({"name", "key", "key_sha256", "role", "lang"})
 _TUNING_KEYS = frozenset({
     "webhook_backoff", "heartbeat", "event_retention_hours", "lock_timeout",
-    "max_upload_mb", "shutdown_grace", "sync_interval",
+    "max_upload_mb", "shutdown_grace", "sync_interval", "ship_interval", "ship_retry_max",
 })
 
 
@@ -93,6 +100,8 @@ class Tuning:
     max_upload_mb: float = 20.0
     shutdown_grace: float = 10.0
     sync_interval: float = 2.0
+    ship_interval: float = 1.0
+    ship_retry_max: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,9 @@ class ServeConfig:
     lang: Literal["vi", "en"] = "vi"
     keys: tuple[KeyConfig, ...] = ()
     tuning: Tuning = field(default_factory=Tuning)
+    bridge_file: Path | None = None
+    """Where the bridge keeps its own tables when the journal is a database (None: the
+    data directory's ``bridge.sqlite3``)."""
 
 
 def parse_listen(text: str, where: str = "listen") -> tuple[str, int]:
@@ -199,7 +211,7 @@ def _tuning(where: str, table: Any) -> Tuning:
         cap = _number(f"{where}: webhook_backoff", pair[1])
         values["webhook_backoff"] = (first, max(first, cap))
     for name in ("heartbeat", "lock_timeout", "max_upload_mb", "shutdown_grace",
-                 "sync_interval"):
+                 "sync_interval", "ship_interval", "ship_retry_max"):
         if name in table:
             values[name] = _number(f"{where}: {name}", table[name])
     if "event_retention_hours" in table:
@@ -239,6 +251,14 @@ def parse_serve(path: Path, table: Any) -> ServeConfig:
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: [[serve.keys]]: two keys have the same name")
+    bridge_file = table.get("bridge_file")
+    if bridge_file is not None:
+        text = _string(f"{where}: bridge_file", bridge_file)
+        if "://" in text:
+            raise ConfigError(f"{where}: bridge_file must be a file path (the bridge's own "
+                              "tables are a SQLite file), not a URL")
+        # Relative to the config file: a service's working directory is anyone's guess.
+        bridge_file = path.parent / Path(text).expanduser()
     return ServeConfig(
         listen=listen,
         allowed_origins=tuple(o.rstrip("/") for o in origins),
@@ -247,4 +267,5 @@ def parse_serve(path: Path, table: Any) -> ServeConfig:
         lang=_lang(f"{where}: lang", table.get("lang", "vi")),
         keys=keys,
         tuning=_tuning(f"{where}.tuning", table.get("tuning", {})),
+        bridge_file=bridge_file,
     )

@@ -144,6 +144,29 @@ _SCHEMAS: dict[str, Any] = {
             "last_seen": {"type": ["string", "null"], "format": "date-time"},
         },
     },
+    "Sync": {
+        "type": "object",
+        "required": ["enabled", "state", "site", "central", "reachable", "shipped",
+                     "shipped_at", "latest", "behind", "last_error", "last_error_at",
+                     "reason"],
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "state": {"enum": ["off", "starting", "waiting", "in_sync", "behind",
+                               "unreachable", "error", "stopped"]},
+            "site": {"type": ["string", "null"]},
+            "central": {"type": ["string", "null"],
+                        "description": "Head office's URL, its password hidden."},
+            "reachable": {"type": ["boolean", "null"]},
+            "shipped": {"type": ["integer", "null"]},
+            "shipped_at": {"type": ["string", "null"], "format": "date-time",
+                           "description": "When `shipped` last moved (UTC)."},
+            "latest": {"type": ["integer", "null"]},
+            "behind": {"type": ["integer", "null"]},
+            "last_error": {"type": ["string", "null"]},
+            "last_error_at": {"type": ["string", "null"], "format": "date-time"},
+            "reason": {"type": ["string", "null"]},
+        },
+    },
     "SaleBody": {
         "type": "object", "required": ["amount"], "additionalProperties": False,
         "properties": {
@@ -237,6 +260,20 @@ def openapi_document(terminals: list[str] | None = None) -> dict[str, Any]:
                 "summary": "The configured terminals and their state",
                 "responses": {"200": _json({"type": "array", "items": _ref("Terminal")},
                                            "Every terminal of the config file."),
+                              **_AUTH_ERRORS}}},
+            "/v1/sync": {"get": {
+                "summary": "Shipping to head office (manager)",
+                "description": "With `site` and `[central] url` in the config file and a "
+                               "journal file, the bridge ships the journal to head office "
+                               "as `ecrlink journal sync --follow` does; sales never wait "
+                               "for it. `state`: `starting`, `waiting`, `in_sync`, "
+                               "`behind` (changes written since the last shipping, which "
+                               "follows within about a second), `unreachable` (retrying), "
+                               "`error` (stopped by an error, tried again in a minute), "
+                               "`stopped`, or `off` (`enabled` false; `reason` says why). "
+                               "`shipped`: head office holds every change up to this "
+                               "number; `latest`: the journal's latest change.",
+                "responses": {"200": _json(_ref("Sync"), "The shipping's state."),
                               **_AUTH_ERRORS}}},
             "/v1/terminals/{name}/payments": {"post": _post(
                 "Start a sale", "SaleBody",

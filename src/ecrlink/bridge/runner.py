@@ -11,16 +11,15 @@ guards, recovery) does, exactly as for ``ecrlink sale``. The worker only
   (``InDoubtPending``, ``DuplicateInvoice``, ``TerminalBusy``): see :class:`Admission`;
 - remembers what it saw of the terminal (reachable, last seen) for ``/v1/terminals``.
 
-The journal hook: :class:`HookedJournal` is the journal with one more thing, a
-callback after ``begin`` commits, which is how the bridge learns the entry of its
-command without a second implementation of the flow.
+The journal hook: :class:`Admissions` observes the journal's ``begin`` (``Journal.
+on_begin``: told after the command is committed), which is how the bridge learns the
+entry of its command without a second implementation of the flow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,28 +33,20 @@ from ..protocol import Request, Result
 if TYPE_CHECKING:
     from ..async_client import AsyncTerminal
 
-__all__ = ["Admission", "HookedJournal", "TerminalWorker"]
+__all__ = ["Admission", "Admissions", "TerminalWorker"]
 
 log = logging.getLogger("ecrlink.bridge")
 
 
-class HookedJournal(Journal):
-    """The journal, calling ``on_begin(request_id, entry_id)`` once a command is written
-    down (in whatever thread wrote it)."""
+class Admissions:
+    """Who waits to learn which journal entry a request became: the journal's
+    ``on_begin`` observer, told in whatever thread wrote the entry (SQLite or
+    PostgreSQL journal alike)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(self, journal: Journal) -> None:
         self._hooks: dict[str, Callable[[int], None]] = {}
         self._hooks_lock = threading.Lock()
-
-    @property
-    def write_lock(self) -> threading.RLock:
-        """The lock the journal holds while it uses its connection; the bridge's tables
-        take it too, so the two connections never make each other wait in SQLite."""
-        lock = getattr(self, "_lock", None)
-        if not isinstance(lock, type(threading.RLock())):
-            lock = self.__dict__.setdefault("_bridge_lock", threading.RLock())
-        return lock
+        journal.on_begin(self._begun)
 
     def watch(self, request_id: str, callback: Callable[[int], None]) -> None:
         """Call ``callback(entry_id)`` when the command ``request_id`` is written down."""
@@ -67,14 +58,11 @@ class HookedJournal(Journal):
         with self._hooks_lock:
             self._hooks.pop(request_id, None)
 
-    def begin(self, terminal: str, request: Request, **kwargs: Any) -> int:
-        """``Journal.begin``, then the watcher of this request is told the entry id."""
-        entry_id: int = super().begin(terminal, request, **kwargs)
+    def _begun(self, request_id: str, entry_id: int) -> None:
         with self._hooks_lock:
-            callback = self._hooks.pop(request.request_id, None)
+            callback = self._hooks.pop(request_id, None)
         if callback is not None:
             callback(entry_id)
-        return entry_id
 
 
 @dataclass(slots=True)
@@ -91,10 +79,10 @@ Finisher = Callable[[Request, "Result | None", "BaseException | None"], Awaitabl
 class TerminalWorker:
     """Runs the bridge's commands on one terminal, one at a time."""
 
-    def __init__(self, name: str, terminal: AsyncTerminal, journal: HookedJournal) -> None:
+    def __init__(self, name: str, terminal: AsyncTerminal, admissions: Admissions) -> None:
         self.name = name
         self.terminal = terminal
-        self.journal = journal
+        self.admissions = admissions
         self.current: str | None = None
         """The payment id being processed, if any."""
         self.recovering = False
@@ -137,7 +125,7 @@ class TerminalWorker:
         def written(entry_id: int) -> None:
             loop.call_soon_threadsafe(admit, entry_id)
 
-        self.journal.watch(request.request_id, written)
+        self.admissions.watch(request.request_id, written)
         self.current = payment_id
         task = asyncio.create_task(
             self._run(payment_id, request, finish, admitted, allow_duplicate),
@@ -162,7 +150,7 @@ class TerminalWorker:
             if not isinstance(exc, Exception):
                 raise  # cancelled at shutdown: the journal keeps it for recovery
         finally:
-            self.journal.unwatch(request.request_id)
+            self.admissions.unwatch(request.request_id)
             if not admitted.done():
                 admitted.set_result(Admission(error=error) if error is not None
                                     else Admission())

@@ -33,13 +33,14 @@ from .._exceptions import (
     JournalError,
     TerminalBusy,
 )
-from ..journal import Entry, ResolvedBy, State
+from ..journal import Entry, Journal, ResolvedBy, State, default_data_dir, is_database_url
 from ..protocol import VIETNAM_TIME, Outcome, Request, Result, Sale, Settle, Void, parse_reply
 from .config import ServeConfig
 from .errors import ApiError
 from .events import Hub
 from .model import FINAL, journal_state, new_payment_id, payment_json
-from .runner import HookedJournal, TerminalWorker
+from .runner import Admissions, TerminalWorker
+from .shipping import HeadOffice, disabled_status
 from .store import BridgeStore, EventRow, IdempotencyClash, PaymentRow
 
 __all__ = ["Bridge", "TerminalSpec", "body_hash"]
@@ -63,7 +64,7 @@ def _now() -> str:
 class TerminalSpec:
     """A configured terminal: its name and how to build its client."""
 
-    def __init__(self, name: str, url: str, make: Callable[[HookedJournal], Any]) -> None:
+    def __init__(self, name: str, url: str, make: Callable[[Journal], Any]) -> None:
         self.name = name
         self.url = url
         self.make = make
@@ -73,18 +74,41 @@ class Bridge:
     """Payments through the configured terminals, with their state, events and keys."""
 
     def __init__(
-        self, config: ServeConfig, journal_path: Path, terminals: list[TerminalSpec],
-        *, request_ids: Callable[[], str],
+        self, config: ServeConfig, journal: str | Path, terminals: list[TerminalSpec],
+        *, request_ids: Callable[[], str], head_office: HeadOffice | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """Serve ``terminals`` on the journal named ``journal`` (a SQLite file or a
+        ``postgresql://`` URL); ``head_office``: ship the journal file there meanwhile."""
         self.config = config
-        self.journal = HookedJournal(journal_path)
-        self.store = BridgeStore(journal_path, outbox=config.webhook_url is not None,
-                                 lock=self.journal.write_lock)
+        outbox = config.webhook_url is not None
+        self.journal: Journal
+        self.on_database = is_database_url(str(journal))
+        """Whether the journal is a PostgreSQL database (not a file)."""
+        if self.on_database:
+            from ..journal.pg import PgJournal
+
+            # The terminals' locks are the database's (advisory locks): registers and
+            # other bridges on any PC of the shop exclude this one. The bridge's own
+            # tables stay on this PC, in a file of their own.
+            self.journal = PgJournal(str(journal), data_dir=data_dir)
+            store_file = config.bridge_file or (data_dir or default_data_dir()) / "bridge.sqlite3"
+            store_lock = None
+        else:
+            self.journal = Journal(Path(journal))
+            store_file, store_lock = Path(journal), self.journal.lock
+        try:
+            self.store = BridgeStore(store_file, outbox=outbox, lock=store_lock)
+        except BaseException:
+            self.journal.close()
+            raise
+        self.head_office = head_office
         self.hub = Hub(self.store)
         self.request_ids = request_ids
         self.urls = {spec.name: spec.url for spec in terminals}
+        admissions = Admissions(self.journal)
         self.workers = {
-            spec.name: TerminalWorker(spec.name, spec.make(self.journal), self.journal)
+            spec.name: TerminalWorker(spec.name, spec.make(self.journal), admissions)
             for spec in terminals
         }
         self._terminal_states: dict[str, dict[str, Any]] = {}
@@ -106,7 +130,7 @@ class Bridge:
         """Settle what a crash left, then recover each terminal in the background."""
         self.hub.start_at(await asyncio.to_thread(self.store.last_event_id))
         for row in await asyncio.to_thread(self.store.payments_in, ["processing"]):
-            link = await asyncio.to_thread(self.store.journal_link, row.request_id)
+            link = await asyncio.to_thread(self.journal.find_request, row.request_id)
             if link is None:
                 await self._update(row, state="failed", detail="the bridge stopped before "
                                    "sending it; nothing was charged")
@@ -120,6 +144,8 @@ class Bridge:
                 self._spawn(self._recover(name, worker))
         self._spawn(self._sync_loop())
         await self._terminals_changed()
+        if self.head_office is not None:
+            self.head_office.start()
 
     async def stop(self) -> None:
         """Let payments finish for the grace time, then stop everything."""
@@ -134,6 +160,8 @@ class Bridge:
         pending = [t for t in (*self._background, self._checker) if t is not None]
         if pending:
             await asyncio.wait(pending, timeout=5)
+        if self.head_office is not None:
+            await asyncio.to_thread(self.head_office.stop)
         self.store.close()
         self.journal.close()
 
@@ -252,7 +280,7 @@ class Bridge:
         row = self.store.payment(payment_id)
         if row is None:
             return None
-        link = self.store.journal_link(row.request_id)
+        link = self.journal.find_request(row.request_id)
         changes: dict[str, Any] = {}
         if failure is not None and result is None:
             changes["detail"] = _said(failure)
@@ -265,7 +293,7 @@ class Bridge:
                 return None
             return self.store.update_payment(row.id, event=self.event_data, **changes)
         entry_id, jstate = link
-        state = journal_state(jstate)
+        state = journal_state(jstate.value)
         if state == "processing" and not running:
             state = "in_doubt"
         entry = None
@@ -529,6 +557,19 @@ class Bridge:
                 payment_id not in self.states):
             return cached
         return await asyncio.to_thread(self.store.payment, payment_id)
+
+    def sync_status(self) -> dict[str, Any]:
+        """What ``GET /v1/sync`` shows: the shipping to head office (blocking: reads
+        the journal's latest change number)."""
+        if self.head_office is None:
+            reason = ("the journal is a database server: head office reads it there"
+                      if self.on_database else "no site and [central] url in the config file")
+            return disabled_status(reason)
+        try:
+            latest: int | None = self.journal.last_change()
+        except JournalError:
+            latest = None
+        return self.head_office.status(latest)
 
     def settings(self) -> Mapping[str, Any]:
         """What ``/v1/health`` may say about the bridge."""

@@ -1,34 +1,43 @@
-"""The bridge's own tables, in the journal's SQLite file, on a connection of its own.
+"""The bridge's own tables, in a SQLite file, on a connection of their own.
 
 The journal (``ecrlink.journal``) stays the record of what was sent to a terminal;
 these tables hold what only the bridge knows:
 
-- ``bridge_payments``: one row per API payment, written (fsync) *before* its command
-  starts: the payment id, the ``Idempotency-Key`` with a hash of route and body, the
+- ``bridge_payments``: one row per API payment, written *before* its command starts:
+  the payment id, the ``Idempotency-Key`` with a hash of route and body, the
   ``request_id`` that the journal entry will carry, and the state the API shows. After
-  a crash, a row whose ``request_id`` has no journal entry provably never left.
+  a crash, a row whose ``request_id`` has no journal entry provably never left
+  (``Journal.find_request``).
 - ``bridge_events``: every ``payment.updated`` / ``terminal.updated`` with an
   increasing id (``AUTOINCREMENT``: never reused, even after old events are pruned),
   for Server-Sent Events resume and webhooks.
 - ``bridge_outbox``: events not yet delivered to the webhook, in the same commit as
   the event (a crash cannot lose one).
 
-The tables are created if missing; the journal's schema version is not touched.
-Methods are blocking (SQLite); the app calls the writers from worker threads.
+Where they live: with a SQLite journal, in the journal's own file (sharing its lock);
+with a PostgreSQL journal, in a local file of their own (``bridge.sqlite3`` in the
+data directory, or ``[serve] bridge_file``). The tables are created if missing; the
+journal's schema version is not touched. Methods are blocking (SQLite); the app
+calls the writers from worker threads.
 
-Durability: these commits do not wait for the disk (``synchronous=NORMAL``): they
-survive a crash of the process at once, and the next fsynced commit of the same
-database file makes them survive a power cut. For a new payment that commit comes
-before anything is sent: the journal writes its command down with an fsync of the
-same write-ahead log, which carries the payment row written just before it. So
-"nothing is sent before it is written down" holds for the bridge's row too, at one
-fsync per payment instead of three.
+Durability. In the journal's file (``synchronous=NORMAL``) these commits do not wait
+for the disk: they survive a crash of the process at once, and the next fsynced
+commit of the same file makes them survive a power cut. For a new payment that
+commit comes before anything is sent: the journal writes its command down with an
+fsync of the same write-ahead log, which carries the payment row written just before
+it. So "nothing is sent before it is written down" holds for the bridge's row too,
+at one fsync per payment instead of three. In a file of their own no later fsync
+carries them (the journal's is on the database server), so there every commit is
+fsynced (``synchronous=FULL``): a payment row reaches the disk before its command
+is written down, and a row found after a power cut without a journal entry still
+provably never left.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -139,7 +148,12 @@ def _payment(row: tuple[Any, ...]) -> PaymentRow:
 
 
 class BridgeStore:
-    """The bridge's tables in ``path`` (the journal's file). Thread-safe."""
+    """The bridge's tables in ``path``. Thread-safe.
+
+    ``lock``: the journal's (``Journal.lock``) when ``path`` is the journal's own file,
+    whose fsyncs then carry these commits; None: a file of the bridge's own, every
+    commit fsynced (see the module docstring).
+    """
 
     def __init__(
         self, path: Path, *, outbox: bool, lock: threading.RLock | None = None
@@ -151,15 +165,27 @@ class BridgeStore:
         # from writing at the same moment: SQLite would make one of them sleep.
         self._lock = lock or threading.RLock()
         try:
+            if lock is None:
+                # Owner-only on POSIX, like the journal: it holds payment records.
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=30
             )
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+            # See the module docstring: NORMAL only where the journal's fsync carries it.
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if lock is not None else 'FULL'}")
             self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {path}: cannot open the bridge's tables ({exc})") \
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"bridge {path}: cannot open the bridge's tables ({exc})") \
                 from exc
+
+    @property
+    def synchronous(self) -> str:
+        """SQLite's ``synchronous`` setting of this connection (``NORMAL`` or ``FULL``)."""
+        with self._lock:
+            level = int(self._db.execute("PRAGMA synchronous").fetchone()[0])
+        return {1: "NORMAL", 2: "FULL"}.get(level, str(level))
 
     def close(self) -> None:
         """Close the connection."""
@@ -180,7 +206,7 @@ class BridgeStore:
                         self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: bridge write failed ({exc})") \
+                raise JournalError(f"bridge {self.path}: write failed ({exc})") \
                     from exc
             return done
 
@@ -189,7 +215,7 @@ class BridgeStore:
             try:
                 return self._db.execute(sql, tuple(params)).fetchall()
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path}: bridge read failed ({exc})") \
+                raise JournalError(f"bridge {self.path}: read failed ({exc})") \
                     from exc
 
     @staticmethod
@@ -327,15 +353,6 @@ class BridgeStore:
         return [_payment(r) for r in self._read(
             f"SELECT {_PAYMENT_COLUMNS} FROM bridge_payments {where} ORDER BY seq DESC LIMIT ?",
             [*params, limit])]
-
-    def journal_link(self, request_id: str) -> tuple[int, str] | None:
-        """The journal entry (id, state) carrying ``request_id``, read from the journal's
-        own table (indexed); None if the command was never written there."""
-        rows = self._read(
-            "SELECT id, state FROM entries WHERE request_id = ? ORDER BY id LIMIT 1",
-            (request_id,),
-        )
-        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     # --- events -----------------------------------------------------------------------
 

@@ -29,22 +29,43 @@ def _config(path: Path | None) -> Config:
     return load_config(path if path is not None else config_path(os.environ))
 
 
-def _journal_path(given: str | None, config: Config) -> Path:
-    """The journal file, named as for every command (``--journal`` >
-    ``$ECRLINK_JOURNAL`` > the config's ``journal``): the bridge cannot serve a
-    PostgreSQL journal yet, and must not quietly use another journal than the registers
-    (its terminal locks would not exclude theirs)."""
+def _journal_name(given: str | None, config: Config) -> str:
+    """The journal, named as for every command (``--journal`` > ``$ECRLINK_JOURNAL`` >
+    the config's ``journal``): a file or a ``postgresql://`` URL, else the default file.
+    The bridge must use the registers' journal: its terminal locks are that journal's."""
     from ..journal import ENV_JOURNAL, default_journal_path, is_database_url
 
     named = [("--journal", given), (f"${ENV_JOURNAL}", os.environ.get(ENV_JOURNAL)),
              (f"{config.path}: journal", config.journal)]
     where, name = next(((w, n) for w, n in named if n), ("", None))
     if name is None:
-        return default_journal_path()
-    if is_database_url(name) or "://" in name:
-        raise ConfigError(f"{where}: ecrlink serve keeps its journal in a SQLite file for "
-                          "now, not in a database; give it a journal file")
-    return Path(name)
+        return str(default_journal_path())
+    if "://" in name and not is_database_url(name):
+        raise ConfigError(f"{where}: a journal is a file or a postgresql:// URL "
+                          f"(got {name.split('://', 1)[0]}://…)")
+    return name
+
+
+def _head_office(journal: str, config: Config, settings: Any) -> Any:
+    """What ``ecrlink journal sync --follow`` would ship, shipped by the bridge: with
+    ``site`` and ``[central] url`` and a journal file; None without them."""
+    from ..journal import is_database_url
+
+    if config.central_url is None:
+        return None
+    if is_database_url(journal):
+        raise ConfigError(
+            f"{config.path}: [central] url: ecrlink serve ships a store's own journal file "
+            "to head office; this store's journal is already a database server (head "
+            "office reads it there): remove [central] from this config")
+    if config.site is None:
+        raise ConfigError(f"{config.path}: site: none given; [central] url needs this "
+                          "store's name, like site = \"STORE42\"")
+    from ..bridge.shipping import HeadOffice
+
+    return HeadOffice(Path(journal), config.central_url, config.site,
+                      interval=settings.tuning.ship_interval,
+                      retry_max=settings.tuning.ship_retry_max)
 
 
 def _make_terminal(target: TerminalConfig, config: Config, lock_timeout: float) -> Any:
@@ -104,7 +125,7 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
     from ..bridge.auth import Keys, load_or_create_keys
     from ..bridge.config import ServeConfig, is_loopback, parse_listen
     from ..bridge.service import Bridge, TerminalSpec
-    from ..client import _RequestIds  # the client's own request id generator
+    from ..client import RequestIds  # the client's own request id generator
     from ..journal import default_data_dir
 
     config = _config(config_file)
@@ -124,17 +145,21 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
                      _make_terminal(target, config, settings.tuning.lock_timeout))
         for name, target in config.terminals.items()
     ]
+    journal_name = _journal_name(journal, config)
+    head_office = _head_office(journal_name, config, settings)
     listening = _listen(host, port, address)
     _logging(quiet)
-    bridge = Bridge(settings, _journal_path(journal, config), specs,
-                    request_ids=_RequestIds().next)
+    bridge = Bridge(settings, journal_name, specs, request_ids=RequestIds().next,
+                    head_office=head_office, data_dir=data_dir)
     app = build_app(bridge, Keys(keys, settings.lang), data_dir=data_dir)
     if new_key is not None:
         click.echo(f"ecrlink serve: a manager API key was made; it is shown only now, keep "
                    f"it: {new_key}")
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"ecrlink serve: http://{shown}:{port}  terminals: "
-               f"{', '.join(config.terminals)}  journal: {bridge.journal.path}", err=True)
+               f"{', '.join(config.terminals)}  journal: {bridge.journal.where}"
+               + (f"  head office: {head_office.where} as {head_office.site}"
+                  if head_office is not None else ""), err=True)
     # Journal and SQLite calls run in worker threads; with Python's default 5 ms switch
     # interval a thread that finished its call may wait that long for the event loop to
     # hand over the interpreter. 1 ms keeps the bridge's added latency low.
@@ -157,8 +182,9 @@ def run(config_file: Path | None, listen: str | None, journal: str | None,
               "platform's place).")
 @click.option("--listen", metavar="HOST:PORT", default=None,
               help="Address to listen on (default: [serve] listen, else 127.0.0.1:8765).")
-@click.option("--journal", metavar="FILE", default=None,
-              help="The journal file (default: the user's journal).")
+@click.option("--journal", metavar="FILE|URL", default=None,
+              help="The journal: a file or postgresql://user@host/db (default: "
+              "ECRLINK_JOURNAL, else the config's journal, else the user's journal file).")
 @click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
 def serve(config_file: Path | None, listen: str | None, journal: str | None,
           quiet: bool) -> None:
@@ -171,5 +197,7 @@ def serve(config_file: Path | None, listen: str | None, journal: str | None,
     try:
         run(config_file, listen, journal, quiet)
     except EcrError as exc:
-        click.echo(f"ecrlink serve: error: {exc}", err=True)
+        # One line: a database's own message may span several.
+        said = " ".join(line.strip() for line in str(exc).splitlines())
+        click.echo(f"ecrlink serve: error: {said}", err=True)
         sys.exit(int(exit_status_for(exc)))
