@@ -284,7 +284,7 @@ def test_rows_from_entries() -> None:
     pending = entry(10_000, invoice="HD4", state=State.PENDING)
     declined = entry(50_000, invoice="HD5", state=State.DECLINED)
     settle = entry(None, command="settle")
-    side = rows_from_entries([sale, other, void, doubt, pending, declined, settle])
+    side = side_of(rows_from_entries([sale, other, void, doubt, pending, declined, settle]))
     assert side.row == [sale.id, other.id, doubt.id, pending.id, void.id]
     assert side.state == ["approved", "approved", IN_DOUBT, IN_DOUBT, "approved"]
     assert side.kind[-1] is Kind.VOID
@@ -296,7 +296,7 @@ def test_void_of_another_terminal_or_batch_is_not_linked() -> None:
     sale = entry(150_000, invoice="HD1", receipt="1", batch="3")
     void = entry(None, command="void", void_of="1", batch="4")
     elsewhere = entry(None, command="void", void_of="1", tid="99999999")
-    side = rows_from_entries([sale, void, elsewhere])
+    side = side_of(rows_from_entries([sale, void, elsewhere]))
     assert side.link[1:] == [-1, -1]
 
 

@@ -17,7 +17,7 @@ from .engine import DEFAULT_WINDOW, match, rank_join
 from .frames import read_frame
 from .model import APPROVED, side_schema
 from .report import Report
-from .sources import LEND_KEYS, LENT_FIELDS, rows_from_entries
+from .sources import LEND_KEYS, LENT_FIELDS, JournalEntries, journal_side
 from .values import Kind
 
 __all__ = ["Resolver", "Sides", "read_sides", "reconcile"]
@@ -30,18 +30,19 @@ def reconcile(
     bank: str | os.PathLike[str],
     *,
     invoices: str | os.PathLike[str] | None = None,
-    entries: Iterable[Entry] | None = None,
+    entries: Iterable[Entry] | JournalEntries | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     window: timedelta = DEFAULT_WINDOW,
     resolve: Resolver | None = None,
     mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
-    site_of: Callable[[Entry], str] | None = None,
 ) -> Report:
     """Match the register's payments against a bank statement.
 
     ``bank`` is the statement (CSV or XLSX). The register side is the invoice list
-    ``invoices`` (CSV or XLSX) if given, else the journal ``entries``; with both,
+    ``invoices`` (CSV or XLSX) if given, else the journal ``entries`` (``Entry``
+    objects, or ``JournalEntries``: the entries as columns, as a journal or head
+    office's server reads them without building an object per entry); with both,
     entries lend their card data to invoice rows of the same invoice. Rows dated
     outside ``[since, until]`` (naive Vietnam-local times, both inclusive) are left
     out on both sides. ``window`` bounds how far apart both sides may date a
@@ -57,9 +58,9 @@ def reconcile(
     Raises ``InputFileError`` (file, row, column) for a file that cannot be read
     as a whole; no partial report is ever returned.
 
-    ``site_of`` (head office, several stores' journals at once) names the store of
-    each entry: the report then has a ``site`` on journal rows and per-site and
-    per-MID totals (``Report.totals``). The report's JSON (the same as
+    Head office's entries (``JournalEntries.by_site``: several stores' journals at
+    once, each entry with its ``site``) give a report with a ``site`` on journal rows
+    and per-site and per-MID totals (``Report.totals``). The report's JSON (the same as
     ``ecrlink reconcile --json``) is ``writers.json_chunks(report)``.
     """
     if invoices is None and entries is None:
@@ -71,22 +72,24 @@ def reconcile(
     sides = read_sides(bank, invoices=invoices, entries=entries, since=since, until=until,
                        mapping=mapping)
     reg, bank_frame, bank_path = sides.reg, sides.bank, os.fspath(bank)
-    site_rows = _sites(reg, sides.entries, site_of) if site_of is not None else None
+    journal = sides.entries
+    by_site = journal is not None and journal.by_site
+    site_rows = _sites(reg, journal) if journal is not None and by_site else None
     if site_rows is None:
         items = match(reg, bank_frame, window).items
     else:
         items = match(*_scoped_invoices(reg, bank_frame, site_rows), window).items
-    proofs = _proofs(items, reg, bank_frame, sides.entries, bank_path)
+    proofs = _proofs(items, reg, bank_frame, journal, bank_path)
     report = Report(
         reg=reg, bank=bank_frame, items=items,
         bank_source=bank_path, register_source=sides.register_source,
-        since=since, until=until, window=window, resolved=[e for e, _ in proofs],
+        since=since, until=until, window=window, resolved=[e for e, _, _ in proofs],
         dropped=sides.dropped,
         sites=site_rows,
-        resolved_sites=[site_of(e) for e, _ in proofs] if site_of is not None else (),
+        resolved_sites=[site for _, _, site in proofs] if by_site else (),
     )  # fmt: skip
     if resolve is not None:
-        for entry, note in proofs:
+        for entry, note, _ in proofs:
             resolve(entry, State.APPROVED, note)
     return report
 
@@ -96,7 +99,7 @@ class Sides(NamedTuple):
 
     reg: pl.DataFrame
     bank: pl.DataFrame
-    entries: list[Entry | None]
+    entries: JournalEntries | None
     """The journal entries that register rows' ``entry`` column points into."""
     register_source: str
     dropped: dict[str, int]
@@ -106,39 +109,38 @@ def read_sides(
     bank: str | os.PathLike[str],
     *,
     invoices: str | os.PathLike[str] | None = None,
-    entries: Iterable[Entry] | None = None,
+    entries: Iterable[Entry] | JournalEntries | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
 ) -> Sides:
     """Read both sides (``reconcile``'s arguments), lend journal data, cut the period."""
     mappings = _mappings(mapping)
-    journal = rows_from_entries(entries) if entries is not None else None
+    if entries is not None and not isinstance(entries, JournalEntries):
+        entries = JournalEntries.of(entries)
+    journal = journal_side(entries.frame) if entries is not None else None
     # One file after the other: on two cores polars already uses both for one file.
     bank_frame, bank_dropped = read_frame(os.fspath(bank), "bank", mappings.get("bank"))
     if invoices is not None:
         register_source = os.fspath(invoices)
         reg, reg_dropped = read_frame(register_source, "invoices", mappings.get("invoices"))
         if journal is not None:
-            reg = _enrich(reg, journal.to_frame())
+            reg = _enrich(reg, journal)
     else:
         assert journal is not None
         register_source = "journal"
-        reg, reg_dropped = journal.to_frame(), 0
+        reg, reg_dropped = journal, 0
     bank_frame, bank_out = _in_period(bank_frame, since, until)
     reg, reg_out = _in_period(reg, since, until)
     return Sides(
-        reg, bank_frame, journal.entry if journal else [], register_source,
+        reg, bank_frame, entries, register_source,
         {"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
     )
 
 
-def _sites(
-    reg: pl.DataFrame, entries: list[Entry | None], site_of: Callable[[Entry], str]
-) -> pl.Series:
+def _sites(reg: pl.DataFrame, entries: JournalEntries) -> pl.Series:
     """Each register row's store, by position (null for a row without an entry)."""
-    names = [None if e is None else site_of(e) for e in entries]
-    return pl.Series("site", names, dtype=pl.String).gather(reg.get_column("entry"))
+    return entries.frame.get_column("site").gather(reg.get_column("entry")).alias("site")
 
 
 def _scoped_invoices(
@@ -184,26 +186,24 @@ def _proofs(
     items: pl.DataFrame,
     reg: pl.DataFrame,
     bank: pl.DataFrame,
-    entries: list[Entry | None],
+    entries: JournalEntries | None,
     bank_path: str,
-) -> list[tuple[Entry, str]]:
-    """The in-doubt entries the statement proves approved, each with its note."""
+) -> list[tuple[Entry, str, str | None]]:
+    """The in-doubt entries the statement proves approved, each with its note and
+    store: only these entries are fetched as objects."""
     proved = items.filter(pl.col("proves")).select("reg", "bank")
-    if proved.height == 0:
+    if proved.height == 0 or entries is None:
         return []
     rows = (
         proved.join(reg.select(pl.col("idx").alias("reg"), "entry"), on="reg")
         .join(bank.select(pl.col("idx").alias("bank"), "row", "approval", "ref_no"), on="bank")
         .sort("entry")
     )
-    out = []
-    for entry_at, row, approval, ref_no in rows.select(
-        "entry", "row", "approval", "ref_no"
-    ).iter_rows():
-        entry = entries[entry_at] if entry_at is not None else None
-        if entry is not None:
-            out.append((entry, _note(bank_path, row, approval, ref_no)))
-    return out
+    rows = rows.filter(pl.col("entry").is_not_null())
+    at = rows.get_column("entry").to_list()
+    sites = entries.frame.get_column("site").gather(at).to_list()
+    notes = [_note(bank_path, *r) for r in rows.select("row", "approval", "ref_no").iter_rows()]
+    return list(zip(entries.get(at), notes, sites, strict=True))
 
 
 def _note(path: str, row: int, approval: str, ref_no: str) -> str:

@@ -1,4 +1,5 @@
-"""Reading rows one by one: the journal's entries, and any file ``frames`` hands over.
+"""Reading rows one by one (any file ``frames`` hands over), and the journal's entries
+as the register side (one rule, on columns).
 
 ``side_from_rows`` is the row reader: it parses cells with ``values``, one row at a
 time, and names the file, row and column of the first cell it cannot read. The
@@ -12,15 +13,19 @@ import csv
 import io
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import polars as pl
 
 from .._exceptions import InputFileError, ReconcileError
 from ..journal.records import Entry, State
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
-from .model import APPROVED, IN_DOUBT, UNSETTLED, Side
+from .model import APPROVED, IN_DOUBT, UNSETTLED, Side, kind_dtype, side_schema
 from .values import (
+    STRIP_CHARS,
     Kind,
     card_last4,
     cell_text,
@@ -41,8 +46,12 @@ __all__ = [
     "LEND_KEYS",
     "LENT_FIELDS",
     "MAX_CELL_CHARS",
+    "JournalEntries",
     "decode_bytes",
+    "entry_frame",
+    "entry_schema",
     "file_kind",
+    "journal_side",
     "rows_from_entries",
     "side_from_rows",
     "sniff_csv",
@@ -238,8 +247,170 @@ def _moment(header: Header, get: Callable[[int], object]) -> datetime | None:
 # --- the journal ---------------------------------------------------------------------
 
 
-def _local(moment: datetime) -> datetime:
-    return parse_datetime(moment)
+def entry_schema() -> dict[str, Any]:
+    """The columns of journal entries as the register-side rule reads them: the
+    journal's own names, plus ``site`` (head office: the entry's store; else null) and
+    ``time`` (the terminal's time, else the creation time, naive Vietnam-local).
+
+    ``f3`` is the invoice, ``f5`` the reference code. Both readers give these: a local
+    journal's ``Entry`` objects (``entry_frame``) and head office's server
+    (``Central.entry_frame``), so the rule exists once."""
+    return {
+        "id": pl.Int64, "site": pl.String, "terminal": pl.String, "command": pl.String,
+        "state": pl.String, "amount": pl.Int64, "f3": pl.String, "f5": pl.String,
+        "card_no": pl.String, "approval_code": pl.String, "ref_no": pl.String,
+        "receipt_no": pl.String, "void_of": pl.String, "tid": pl.String, "mid": pl.String,
+        "batch_no": pl.String, "time": pl.Datetime("us"),
+    }  # fmt: skip
+
+
+def entry_frame(entries: Iterable[Entry], site: str | None = None) -> pl.DataFrame:
+    """Journal entries as columns of ``entry_schema()``, one entry at a time (the
+    objects are not kept)."""
+    names = list(entry_schema())
+    cols: dict[str, list[Any]] = {name: [] for name in names}
+    add = [cols[name].append for name in names]
+    for e in entries:
+        moment = e.trans_time or e.created_at
+        values = (
+            e.id, site, e.terminal, e.command, e.state.value, e.amount, e.fields[2],
+            e.fields[4], e.card_no, e.approval_code, e.ref_no, e.receipt_no, e.void_of,
+            e.tid, e.mid, e.batch_no, parse_datetime(moment) if moment else None,
+        )
+        for append, value in zip(add, values, strict=True):
+            append(value)
+    return pl.DataFrame(cols, schema=entry_schema())
+
+
+Fetch = Callable[[pl.DataFrame], list[Entry]]
+"""The ``Entry`` objects of some rows of an entry frame (the rows with their
+position ``_pos`` in it), in the same order."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntries:
+    """Journal entries as columns, and the way back to the few ``Entry`` objects a
+    report names (the in-doubt ones a statement proves): only those are built."""
+
+    frame: pl.DataFrame
+    """``entry_schema()`` columns; register rows' ``entry`` is a position in it."""
+    fetch: Fetch
+    by_site: bool = False
+    """Head office: several stores' entries, each with its ``site``."""
+
+    @classmethod
+    def of(cls, entries: Iterable[Entry]) -> JournalEntries:
+        """Entries already in hand (the objects are kept to give them back)."""
+        kept = list(entries)
+        return cls(entry_frame(kept), lambda rows: [kept[i] for i in rows["_pos"]])
+
+    def get(self, positions: Sequence[int]) -> list[Entry]:
+        """The entries at these positions of ``frame``."""
+        rows = self.frame.with_row_index("_pos").with_columns(pl.col("_pos").cast(pl.Int64))
+        return self.fetch(rows[list(positions)]) if positions else []
+
+    def __getitem__(self, position: int) -> Entry:
+        return self.get([position])[0]
+
+
+def rows_from_entries(entries: Iterable[Entry]) -> pl.DataFrame:
+    """The register side (``side_schema()``) from journal entries: ``journal_side``."""
+    return journal_side(entry_frame(entries))
+
+
+def journal_side(entries: pl.DataFrame) -> pl.DataFrame:
+    """The register side (``side_schema()``) from journal entries (``entry_schema()``).
+
+    Approved sales are payments; in-doubt or pending sales are payments nobody is
+    sure of yet (they take part in exact matching only, and a match proves them);
+    approved voids cancel the sale whose receipt number they name on the same
+    terminal (TID, else the terminal's name) of the same store and batch. Declined,
+    canceled and failed commands charged nothing and are left out, as are
+    settlements and other commands. Sales come first, then voids, each in the
+    entries' order; ``row`` is the entry id and ``entry`` its position in
+    ``entries``.
+    """
+    approved, open_states = State.APPROVED.value, sorted(s.value for s in UNSETTLED)
+    cmd, state = pl.col("command"), pl.col("state")
+    kept = (
+        entries.with_row_index("entry")
+        .with_columns(pl.col("entry").cast(pl.Int64))
+        .filter(((cmd == "sale") & state.is_in([approved, *open_states]))
+                | ((cmd == "void") & (state == approved)))
+    )  # fmt: skip
+    kept = _money_fields(kept)
+    sales = kept.filter(cmd == "sale")
+    sales = sales.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"),
+        pl.when(state == approved).then(pl.lit(APPROVED)).otherwise(pl.lit(IN_DOUBT))
+        .alias("_state"),
+        pl.lit(-1, pl.Int64).alias("link"),
+    )  # fmt: skip
+    voids = kept.filter(cmd == "void").with_columns(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + sales.height).alias("idx"),
+        pl.lit(APPROVED).alias("_state"),
+    )
+    voids = voids.with_columns(_void_links(sales, voids).alias("link"))
+    # A void takes the money fields of the sale it cancels.
+    lent = sales.select(pl.col("idx").alias("link"), *(pl.col(f).alias(f"_s{f}") for f in _DATA))
+    voids = voids.join(lent, on="link", how="left", maintain_order="left").with_columns(
+        pl.coalesce(pl.col(f"_s{f}"), pl.col(f)).alias(f) for f in _DATA
+    )
+    kind = kind_dtype()
+    parts = [
+        part.select(
+            "idx", pl.col("id").alias("row"), pl.lit(k.value, kind).alias("kind"),
+            *(pl.col(f).alias(f.removeprefix("_")) for f in _DATA if f != "_time"),
+            "time",
+            *(pl.col(f).fill_null("").alias(t) for f, t in _OWN),
+            pl.col("_state").alias("state"), "link",
+            (state != approved).alias("unsettled"), "entry",
+        )
+        for part, k in ((sales, Kind.SALE), (voids, Kind.VOID))
+    ]  # fmt: skip
+    return pl.concat(parts).select(list(side_schema()))
+
+
+_DATA = ("_amount", "_invoice", "_reference", "_card", "_last4", "_approval", "_ref_no")
+"""A payment's money fields: a void takes them from its sale."""
+_OWN = (("tid", "tid"), ("mid", "mid"), ("batch_no", "batch"), ("receipt_no", "receipt"))
+"""What every row keeps of its own entry (with ``id``, ``time`` and ``state``)."""
+_MANY_DIGITS = "(?:[0-9][^0-9]*){11}"
+"""More digits than a masked card shows (6 + 4)."""
+
+
+def _money_fields(kept: pl.DataFrame) -> pl.DataFrame:
+    """``_DATA`` of every entry, normalised as ``values`` normalises a file's cells."""
+    card = pl.col("card_no").fill_null("").str.strip_chars(STRIP_CHARS)
+    approval = pl.col("approval_code").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
+    ref_no = pl.col("ref_no").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
+    tail = card.str.slice(-4)
+    out = kept.with_columns(
+        pl.col("amount").fill_null(0).abs().alias("_amount"),
+        pl.col("f3").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
+        .alias("_invoice"),
+        pl.col("f5").fill_null("").alias("_reference"),
+        card.alias("_card"),
+        # Ends in 4 digits (nearly always): those; ends in a digit: ``values`` says.
+        pl.when(tail.str.contains("^[0-9]{4}$")).then(tail)
+        .when(tail.str.contains("[0-9]$")).then(None)
+        .otherwise(pl.lit("")).alias("_last4"),
+        pl.when(approval.str.contains("^[0-9]{1,5}$")).then(approval.str.zfill(6))
+        .otherwise(approval).alias("_approval"),
+        pl.when(ref_no.str.contains("^[0-9]{1,11}$")).then(ref_no.str.zfill(12))
+        .otherwise(ref_no).alias("_ref_no"),
+    )  # fmt: skip
+    fixes = []
+    odd_last4 = out.get_column("_last4").is_null()
+    if odd_last4.any():
+        cards = out.get_column("_card").filter(odd_last4).unique().to_list()
+        fixes.append(pl.col("_last4").fill_null(pl.col("_card").replace_strict(
+            {c: card_last4(c) for c in cards}, default=None, return_dtype=pl.String)))
+    unmasked = out.get_column("_card").str.contains(_MANY_DIGITS)
+    if unmasked.any():
+        cards = out.get_column("_card").filter(unmasked).unique().to_list()
+        fixes.append(pl.col("_card").replace({c: mask_card(c) for c in cards}))
+    return out.with_columns(fixes) if fixes else out
 
 
 def _number(text: str | None) -> str:
@@ -248,76 +419,73 @@ def _number(text: str | None) -> str:
     return text.lstrip("0") or ("0" if text else "")
 
 
-def rows_from_entries(entries: Iterable[Entry]) -> Side:
-    """The register side from journal entries.
-
-    Approved sales are payments; in-doubt or pending sales are payments nobody is
-    sure of yet (they take part in exact matching only, and a match proves them);
-    approved voids cancel the sale whose receipt number they name on the same
-    terminal and batch. Declined, canceled and failed commands charged nothing and
-    are left out, as are settlements and other commands.
-    """
-    side = Side("journal")
-    kept = [e for e in entries if e.command in ("sale", "void")]
-    sale_at: dict[tuple[str, str], list[int]] = {}
-    voids: list[Entry] = []
-    for e in kept:
-        if e.command == "void":
-            if e.state is State.APPROVED:
-                voids.append(e)
-            continue
-        if e.state is State.APPROVED:
-            state = APPROVED
-        elif e.state in UNSETTLED:
-            state = IN_DOUBT
-        else:
-            continue
-        i = _add_entry(side, e, Kind.SALE, e, state)
-        if e.receipt_no:
-            terminal = e.tid or e.terminal
-            sale_at.setdefault((terminal, _number(e.receipt_no)), []).append(i)
-    taken: set[int] = set()
-    for v in voids:
-        candidates = sale_at.get((v.tid or v.terminal, _number(v.void_of)), [])
-        same_batch = [
-            i for i in candidates
-            if i not in taken and side.state[i] == APPROVED
-            and (not v.batch_no or not side.batch[i]
-                 or _number(v.batch_no) == _number(side.batch[i]))
-        ]  # fmt: skip
-        sale = same_batch[-1] if same_batch else -1
-        source = side.entry[sale] if sale >= 0 else None
-        i = _add_entry(side, v, Kind.VOID, source or v, APPROVED, link=sale)
-        if sale >= 0:
-            taken.add(sale)
-    return side
+def _numbers(values: pl.Series) -> pl.Series:
+    """``_number`` of each value: plain digits vectorised, anything else by ``_number``."""
+    text = values.fill_null("")
+    frame = pl.DataFrame({"t": text})
+    t = pl.col("t")
+    bare = t.str.strip_chars_start("0")
+    fast = frame.select(
+        pl.when(~t.str.contains("^[0-9]*$")).then(None)
+        .when(t == "").then(pl.lit(""))
+        .when(bare == "").then(pl.lit("0"))
+        .otherwise(bare)
+    ).to_series()  # fmt: skip
+    odd = fast.is_null()
+    if odd.any():
+        table = {v: _number(v) for v in text.filter(odd).unique().to_list()}
+        fast = fast.fill_null(text.replace_strict(table, default=None, return_dtype=pl.String))
+    return fast.alias(values.name)
 
 
-def _add_entry(
-    side: Side, e: Entry, kind: Kind, data: Entry, state: str, link: int = -1
-) -> int:
-    """Add one entry; a void takes the money fields of the sale it cancels."""
-    card = data.card_no or ""
-    moment = e.trans_time or e.created_at
-    return side.add(
-        row=e.id,
-        kind=kind,
-        amount=abs(data.amount or 0),
-        time=_local(moment) if moment else None,
-        invoice=norm_invoice(data.invoice),
-        reference=data.reference,
-        card=mask_card(card),
-        last4=card_last4(card),
-        approval=norm_approval(data.approval_code),
-        ref_no=norm_ref_no(data.ref_no),
-        tid=e.tid or "",
-        mid=e.mid or "",
-        batch=e.batch_no or "",
-        receipt=e.receipt_no or "",
-        state=state,
-        link=link,
-        entry=e,
+def _void_links(sales: pl.DataFrame, voids: pl.DataFrame) -> pl.Series:
+    """For each void (in order), the idx of the sale it cancels, else -1: an approved
+    sale with the receipt number it names (numerically), on the same store and
+    terminal (TID, else the terminal's name), of the same batch where both name one;
+    the latest such sale not already taken by an earlier void."""
+    none = pl.Series("link", [-1] * voids.height, dtype=pl.Int64)
+    if voids.height == 0 or sales.height == 0:
+        return none
+    tid = pl.col("tid")
+    place = pl.when(tid.is_not_null() & (tid != "")).then(tid).otherwise(pl.col("terminal"))
+    receipt = pl.col("receipt_no")
+    candidates = sales.filter(
+        (pl.col("_state") == APPROVED) & receipt.is_not_null() & (receipt != "")
+    ).select(
+        pl.col("idx").alias("_sale"), pl.col("site").fill_null("").alias("_site"),
+        place.alias("_place"), pl.col("receipt_no").alias("_no"),
+        pl.col("batch_no").alias("_batch"),
+    )  # fmt: skip
+    asking = voids.select(
+        pl.col("idx").alias("_void"), pl.col("site").fill_null("").alias("_site"),
+        place.alias("_place"), pl.col("void_of").alias("_no"),
+        pl.col("batch_no").alias("_vbatch"),
     )
+    if candidates.height == 0:
+        return none
+    candidates = candidates.with_columns(_numbers(candidates.get_column("_no")))
+    asking = asking.with_columns(_numbers(asking.get_column("_no")))
+    pairs = asking.join(candidates, on=["_site", "_place", "_no"], how="inner")
+    if pairs.height == 0:
+        return none
+    vb, sb = pl.col("_vbatch"), pl.col("_batch")
+    either_blank = vb.is_null() | (vb == "") | sb.is_null() | (sb == "")
+    pairs = pairs.with_columns(
+        _numbers(pairs.get_column("_vbatch")).alias("_vn"),
+        _numbers(pairs.get_column("_batch")).alias("_sn"),
+    ).filter(either_blank | (pl.col("_vn") == pl.col("_sn")))
+    # Each void in turn takes its latest candidate not taken yet: a void per pair of
+    # voids and sales of one receipt number (rare), not per payment.
+    taken: set[int] = set()
+    link: dict[int, int] = {}
+    for void, sale in pairs.sort(["_void", "_sale"], descending=[False, True]).select(
+        "_void", "_sale"
+    ).iter_rows():
+        if void not in link and sale not in taken:
+            link[void] = sale
+            taken.add(sale)
+    first = voids.get_column("idx")
+    return pl.Series("link", [link.get(i, -1) for i in first.to_list()], dtype=pl.Int64)
 
 
 LEND_KEYS: tuple[tuple[str, ...], ...] = (("invoice", "amount"), ("invoice",))
