@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Literal, cast
@@ -28,18 +27,21 @@ from .output import format_vnd
 from .streams import SafeStream
 
 if TYPE_CHECKING:
+    import polars as pl
     from rich.console import Console
 
     from ..journal.central import Central
     from ..reconcile import Lang, Report, ReportRow, Resolver
+    from ..reconcile.sources import JournalEntries
 
 __all__ = ["reconcile_command"]
 
 
 # --- journal adapter -------------------------------------------------------------------
 # The only place that touches the journal, through its API: Journal(path) (None: the
-# default journal), .entries(since=, until=, commands=) with aware datetimes, and
-# .resolve(entry_id, state, by=, who=, note=).
+# default journal), .entries(since=, until=, commands=) with aware datetimes, .get(id)
+# and .resolve(entry_id, state, by=, who=, note=); head office's Central.entry_frame and
+# .entries_at.
 
 _MARGIN = timedelta(days=1)
 """The journal filters on creation time, reconciliation on the terminal's time: ask
@@ -56,22 +58,28 @@ def _journal_wanted(path: str | None, invoices: Path | None) -> bool:
 
 def _load_journal_entries(
     path: str | None, since: datetime | None, until: datetime | None
-) -> tuple[list[Entry], Resolver]:
-    """The journal's sales and voids around the period, and a resolver that records
-    in the same journal what the statement proves."""
+) -> tuple[JournalEntries, Resolver]:
+    """The journal's sales and voids around the period, as columns, and a resolver
+    that records in the same journal what the statement proves (only the proven
+    entries are fetched again, by id)."""
+    from ..reconcile.sources import JournalEntries, entry_frame
+
     journal = Journal(None) if path is None else open_journal(path, create=False)
-    entries = list(journal.entries(
+    frame = entry_frame(journal.entries(
         since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
         until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
         commands=("sale", "void"),
     ))
+
+    def fetch(rows: pl.DataFrame) -> list[Entry]:
+        return [journal.get(i) for i in rows.get_column("id")]
 
     def resolve(entry: Entry, state: State, note: str) -> None:
         journal.resolve(
             entry.id, state, by=ResolvedBy.RECONCILIATION, who="ecrlink reconcile", note=note
         )
 
-    return entries, resolve
+    return JournalEntries(frame, fetch), resolve
 
 
 def _central(path: str | None) -> Central | None:
@@ -84,36 +92,29 @@ def _central(path: str | None) -> Central | None:
     return Central.probe(path)
 
 
-class _SiteStream:
-    """Every store's sales and voids around the period, streamed from head office's
-    server (a cursor, a batch at a time), remembering each entry's store.
+def _site_entries(
+    central: Central, sites: list[str] | None, since: datetime | None, until: datetime | None
+) -> JournalEntries:
+    """Every store's (or ``sites``') sales and voids around the period, streamed from
+    head office's server into columns (``Central.entry_frame``: COPY, parsed by polars
+    a block at a time; no object per entry). Only what reconciliation keeps is asked
+    for (approved, and the unsettled: pending, sent, in doubt): the declined and
+    failed never leave the server. The few entries a report names are fetched by
+    (site, id)."""
+    from ..reconcile.model import UNSETTLED
+    from ..reconcile.sources import JournalEntries
 
-    Only what reconciliation keeps is asked for (approved, pending, in doubt): the
-    declined and failed never leave the server.
-    """
+    frame = central.entry_frame(
+        sites=sites, commands=("sale", "void"),
+        states=(State.APPROVED, *sorted(UNSETTLED)),
+        since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
+        until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
+    )  # fmt: skip
 
-    def __init__(
-        self, central: Central, sites: list[str] | None,
-        since: datetime | None, until: datetime | None,
-    ) -> None:
-        self._central, self._sites = central, sites
-        self._since = since.replace(tzinfo=VN_TZ) - _MARGIN if since else None
-        self._until = until.replace(tzinfo=VN_TZ) + _MARGIN if until else None
-        # By object: two stores' entries share ids. The entry is kept with its site
-        # so that its id() is never reused while the report is built.
-        self._site: dict[int, tuple[str, Entry]] = {}
+    def fetch(rows: pl.DataFrame) -> list[Entry]:
+        return central.entries_at(list(rows.select("site", "id").iter_rows()))
 
-    def __iter__(self) -> Iterator[Entry]:
-        for row in self._central.entries(
-            sites=self._sites, commands=("sale", "void"),
-            states=(State.APPROVED, State.PENDING, State.IN_DOUBT),
-            since=self._since, until=self._until,
-        ):  # fmt: skip
-            self._site[id(row.entry)] = (row.site, row.entry)
-            yield row.entry
-
-    def site_of(self, entry: Entry) -> str:
-        return self._site[id(entry)][0]
+    return JournalEntries(frame, fetch, by_site=True)
 
 
 # --- options ---------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def reconcile_command(
         else:
             if sites:
                 raise field_error("--site", "central_only")
-            entries: list[Entry] | None = None
+            entries: JournalEntries | None = None
             resolver: Resolver | None = None
             if _journal_wanted(journal, invoices):
                 entries, resolver = _load_journal_entries(journal, start, end)
@@ -443,10 +444,9 @@ def _reconcile_central(
     from ..reconcile import reconcile
 
     with central:
-        stream = _SiteStream(central, sites, since, until)
         report = reconcile(
-            bank, invoices=invoices, entries=stream, since=since, until=until,
-            window=window, resolve=None, mapping=mapping, site_of=stream.site_of,
+            bank, invoices=invoices, entries=_site_entries(central, sites, since, until),
+            since=since, until=until, window=window, resolve=None, mapping=mapping,
         )  # fmt: skip
     if invoices is None:
         report.register_source = redact_url(central.url)
