@@ -69,8 +69,14 @@ def test_bad_config_and_options_are_one_line_errors(tmp_path: Path) -> None:
         ("[serve]\n", [], "no terminals"),
         ('[terminals.l]\nurl = "http://127.0.0.1:9"\n', ["--listen", "127.0.0.1:99999"],
          "port"),
-        ('[terminals.l]\nurl = "http://127.0.0.1:9"\n', ["--journal", "postgresql://x/y"],
-         "SQLite"),
+        ('[terminals.l]\nurl = "http://127.0.0.1:9"\n', ["--journal", "mysql://x/y"],
+         "a file or a postgresql:// URL"),
+        ('[central]\nurl = "postgresql://ho/e"\n[terminals.l]\nurl = "http://127.0.0.1:9"\n',
+         [], "site: none given"),
+        # Checked before the database is opened: refused even with the server away.
+        ('site = "S1"\n[central]\nurl = "postgresql://ho/e"\n[terminals.l]\n'
+         'url = "http://127.0.0.1:9"\n', ["--journal", "postgresql://u:pw@x/y"],
+         "already a database server"),
     ]
     for text, options, expected in cases:
         config.write_text(text)
