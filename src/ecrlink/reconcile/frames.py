@@ -237,16 +237,34 @@ def _date_fast(s: pl.Expr, sample: str | None) -> pl.Expr:
     return pl.when(plausible & s.str.contains(fast[0])).then(parsed).otherwise(None)
 
 
-def _last4_fast(card: pl.Expr) -> pl.Expr:
-    """``values.card_last4`` where the number ends in 4 digits (nearly always);
-    null where only ``values`` can say (ends in a digit, but not four)."""
+def _codes(frame: pl.DataFrame) -> list[pl.Expr | pl.Series]:
+    """``last4``, and ``approval`` and ``ref_no`` with the leading zeros a spreadsheet
+    ate put back, as ``values`` does; each column's rule applied only where a check on
+    the whole column says it changes something.
+
+    ``last4`` is ``values.card_last4`` where the number ends in 4 digits (nearly
+    always), and null where only ``values`` can say (ends in a digit, but not four).
+    """
+    out: list[pl.Expr | pl.Series] = []
+    for name, width in (("approval", 6), ("ref_no", 12)):
+        column = frame.get_column(name)
+        shortest = column.str.len_bytes().filter(column != "").min()
+        if shortest is not None and shortest < width:  # type: ignore[operator]
+            c = pl.col(name)
+            out.append(pl.when(c.str.contains(f"^[0-9]{{1,{width - 1}}}$"))
+                       .then(c.str.zfill(width)).otherwise(c).alias(name))
+    card = frame.get_column("card")
     tail = card.str.slice(-4)
-    return (
-        pl.when(card.is_null()).then(pl.lit(""))
-        .when(tail.str.contains("^[0-9]{4}$")).then(tail)
-        .when(tail.str.contains("[0-9]$")).then(None)
-        .otherwise(pl.lit(""))
-    )  # fmt: skip
+    four = tail.str.contains("^[0-9]{4}$")
+    if (four | (card == "")).all():  # the tail of an empty card is empty
+        out.append(tail.alias("last4"))
+    else:
+        out.append(
+            pl.when(four).then(tail)
+            .when(tail.str.contains("[0-9]$")).then(None)
+            .otherwise(pl.lit("")).alias("last4")
+        )  # fmt: skip
+    return out
 
 
 def _check_cell_sizes(data: pl.DataFrame, header: Header, path: str, first_row: int) -> None:
@@ -333,6 +351,9 @@ def _parse_cells(
         if "status" in cols else pl.lit(True)
     )  # fmt: skip
     amount = text("amount").cast(pl.Int64, strict=False)
+    # One pass builds every column; the cells' own text is looked up again (``row``)
+    # only for the few values that pass leaves null, and checks that hold for a whole
+    # column (e.g. no approval code short enough to pad) are made once on the result.
     frame = (
         data.lazy()
         .with_row_index("row", offset=first_row)
@@ -341,9 +362,7 @@ def _parse_cells(
         .filter(~pl.all_horizontal([pl.col(c).is_null() for c in cells]))
         .select(
             pl.col("row").cast(pl.Int64),
-            text("amount").alias("_amount_text"),
             amount.alias("amount"),
-            date.alias("_date_text"),
             _date_fast(date, sample).alias("time"),
             kind_of.alias("_type"),
             pl.when(kind_of.is_not_null()).then(kind_of)
@@ -353,15 +372,13 @@ def _parse_cells(
             text("invoice").str.to_uppercase().fill_null("").alias("invoice"),
             *(text(name).fill_null("").alias(name)
               for name in ("reference", "card", "tid", "mid", "batch", "receipt")),
-            _last4_fast(text("card")).alias("last4"),
-            pl.when(approval.str.contains("^[0-9]{1,5}$")).then(approval.str.zfill(6))
-            .otherwise(approval).fill_null("").alias("approval"),
-            pl.when(ref_no.str.contains("^[0-9]{1,11}$")).then(ref_no.str.zfill(12))
-            .otherwise(ref_no).fill_null("").alias("ref_no"),
+            approval.fill_null("").alias("approval"),
+            ref_no.fill_null("").alias("ref_no"),
             pl.when(maybe_footer).then(first_cell).otherwise(None).alias("_first"),
         )
         .collect()
     )  # fmt: skip
+    frame = frame.with_columns(_codes(frame))
     frame = _drop_footers(frame)
     dropped = 0
     if "status" in cols:
@@ -369,21 +386,34 @@ def _parse_cells(
         dropped = int((~ok_rows).sum())
         if dropped:
             frame = frame.filter(ok_rows)
+
+    def cells_of(name: str, rows: pl.Series) -> pl.Series:
+        """The stripped cells of column ``name`` on the rows where ``rows`` is true."""
+        at = (frame.get_column("row").filter(rows) - first_row).cast(pl.UInt32)
+        return data.get_column(f"c{cols[name]}").gather(at).str.strip_chars(STRIP_CHARS)
+
     fast_amount = frame.get_column("amount")
     if fast_amount.null_count():
         unread = fast_amount.is_null()
-        grouped = _amount_grouped(frame.get_column("_amount_text").filter(unread))
+        grouped = _amount_grouped(cells_of("amount", unread))
         frame = frame.with_columns(fast_amount.scatter(unread.arg_true(), grouped))
-    fills = [
-        fill for fill in (
-            _fill_slow(frame, "amount", "_amount_text", parse_amount, pl.Int64),
-            _fill_slow(frame, "time", "_date_text", parse_datetime, pl.Datetime("us"))
-            if date_name else None,
-            _fill_slow(frame, "last4", "card", card_last4, pl.String),
-        ) if fill is not None
-    ]  # fmt: skip
-    if fills:
-        frame = frame.with_columns(fills)
+    slow: list[tuple[str, Callable[[pl.Series], pl.Series], Callable[[str], Any]]] = [
+        ("amount", lambda rows: cells_of("amount", rows), parse_amount),
+        ("last4", lambda rows: frame.get_column("card").filter(rows), card_last4),
+    ]
+    if date_name is not None:
+        dates = date_name
+
+        def dates_of(rows: pl.Series) -> pl.Series:
+            return cells_of(dates, rows)
+
+        slow.insert(1, ("time", dates_of, parse_datetime))
+    for name, texts_of, parse in slow:
+        column = frame.get_column(name)
+        if column.null_count():
+            missing = column.is_null()
+            parsed = pl.Series(_parse_slow(texts_of(missing), parse), dtype=column.dtype)
+            frame = frame.with_columns(column.scatter(missing.arg_true(), parsed))
     if (fast_amount.is_null() & frame.get_column("_type").is_null()).any():
         # Untyped rows whose amount was read the slow way: their sign decides again.
         frame = frame.with_columns(
@@ -428,21 +458,12 @@ def _lookup_table(
     return pl.col(f"c{column}").replace_strict(table, default=None, return_dtype=dtype)
 
 
-def _fill_slow(
-    frame: pl.DataFrame, name: str, source: str, parse: Callable[[str], Any], dtype: Any
-) -> pl.Expr | None:
-    """Column ``name`` with its nulls parsed by ``values`` from ``source`` (None: no
-    nulls, nothing to do)."""
-    column = frame.get_column(name)
-    if column.null_count() == 0:
-        return None
-    rest = frame.get_column(source).filter(column.is_null())
-    if rest.null_count():
+def _parse_slow(texts: pl.Series, parse: Callable[[str], Any]) -> list[Any]:
+    """``texts`` (the cells the vectorised pass left null) parsed by ``values``."""
+    if texts.null_count():
         raise _Unusual  # an empty required cell: the row reader names it
-    table = _parse_distinct(rest, parse)
-    return pl.col(name).fill_null(
-        pl.col(source).replace_strict(table, default=None, return_dtype=dtype)
-    )
+    table = _parse_distinct(texts, parse)
+    return [table[t] for t in texts.to_list()]
 
 
 def _drop_footers(frame: pl.DataFrame) -> pl.DataFrame:
