@@ -230,3 +230,25 @@ def test_without_head_office_sync_says_off(
         assert register.get("/v1/sync").status_code == 403  # a manager's view
     with httpx.Client(base_url=bridge.url) as anonymous:
         assert anonymous.get("/v1/sync").status_code == 401
+
+
+def test_a_refusal_by_head_office_shows_as_an_error_and_sales_go_on(
+    make_bridge: Callable[..., BridgeProcess], sim: Simulator, central_url: str,  # noqa: F811
+) -> None:
+    head = f'site = "STORE8"\n[central]\nurl = "{central_url}"'
+    tuning = "ship_interval = 0.1\nship_retry_max = 0.5"
+    first, second = (make_bridge(head=head, tuning=tuning) for _ in range(2))
+    with first.client() as register:
+        assert final(register, pay(register, 51_000, "a-1").json()["id"])["state"] == "approved"
+    _wait_sync(first, lambda s: s["state"] == "in_sync" and s["shipped"] == s["latest"] > 0)
+    # Another journal under the same site name: head office refuses it, the bridge
+    # says so (and tries again later), and its sales are not held up.
+    with second.client() as register:
+        assert final(register, pay(register, 52_000, "b-1").json()["id"])["state"] == "approved"
+    refused = _wait_sync(second, lambda s: s["state"] == "error")
+    assert "another journal" in refused["last_error"]
+    assert refused["shipped"] in (None, 0)  # nothing of this journal reached head office
+    assert "another journal" in second.log() and "Traceback" not in second.log()
+    with second.client() as register:
+        assert final(register, pay(register, 53_000, "b-2").json()["id"])["state"] == "approved"
+    assert assert_same(first.journal, central_url, "STORE8") == 1  # head office kept the first
