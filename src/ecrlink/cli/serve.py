@@ -12,13 +12,17 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._exceptions import ConfigError, EcrError
 from .config import Config, TerminalConfig, Timeouts, config_path, load_config
 from .exit_codes import EXIT_CODES_HELP, exit_status_for
+
+if TYPE_CHECKING:
+    from ..bridge.config import ServeConfig
+    from ..bridge.shipping import HeadOffice
 
 __all__ = ["serve"]
 
@@ -46,7 +50,7 @@ def _journal_name(given: str | None, config: Config) -> str:
     return name
 
 
-def _head_office(journal: str, config: Config, settings: Any) -> Any:
+def _head_office(journal: str, config: Config, settings: ServeConfig) -> HeadOffice | None:
     """What ``ecrlink journal sync --follow`` would ship, shipped by the bridge: with
     ``site`` and ``[central] url`` and a journal file; None without them."""
     from ..journal import is_database_url
