@@ -5,6 +5,10 @@ Two stores sell on their own real simulators (their own TID, MID and cards), shi
 ``sync_once`` to a database on the session's real PostgreSQL server; the bank's file is
 both simulators' statements in one. Each store's totals at head office are compared
 with the same store's own ``reconcile`` of its own journal.
+
+Head office reads with COPY into columns (``Central.entry_frame``): the columns are
+compared with the same entries read as objects, on stores whose data holds what COPY's
+text format escapes, under every filter, a block at a time.
 """
 
 from __future__ import annotations
@@ -12,23 +16,30 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ecrlink import Terminal
+from ecrlink import JournalError, Terminal
 from ecrlink.cli import cli
-from ecrlink.journal import Journal, State, open_journal
+from ecrlink.journal import Entry, Journal, State, open_journal
+from ecrlink.journal.central import Central, SiteEntry, _micros
 from ecrlink.journal.sync import sync_once
-from ecrlink.protocol import Sale
+from ecrlink.protocol import VIETNAM_TIME, Sale
+from ecrlink.reconcile.sources import entry_frame
 from ecrlink.simulator import Simulator
 from tests.pgserver import PgServer
+from tests.reconcile.conftest import bank_row, write_bank
 
 from .chain import open_pos, sell
 
@@ -275,3 +286,165 @@ def test_period_is_cut_on_both_sides(chain: Chain) -> None:
                               "--to", "2020-01-01"))
     assert before["rows"] == [] and before["totals"] == {"site": [], "mid": []}
     assert before["dropped"]["bank"] == len(whole["rows"])
+
+
+# --- how head office reads: COPY into columns, a block at a time ------------------------
+
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+def _entry(id_: int, state: State, amount: int, invoice: str, *, command: str = "sale",
+           minutes: int = 0, **more: Any) -> Entry:
+    at = T0 + timedelta(minutes=minutes)
+    return Entry(id=id_, terminal="http://10.0.0.9:8080", command=command, state=state,
+                 request_id=f"r{id_}", client_id="QUAY1", amount=amount,
+                 fields=("", "", invoice, "", more.pop("reference", "")), created_at=at,
+                 updated_at=at, **more)
+
+
+def _ship(url: str, site: str, entries: list[Entry]) -> None:
+    """Entries written at head office as a store's sync writes them."""
+    with Central.open(url) as central, central.transaction():
+        central.claim(site, f"journal-{site}")
+        central.write(site, [(e, e.id) for e in entries], [], len(entries))
+
+
+def _as_columns(rows: Iterable[SiteEntry]) -> pl.DataFrame:
+    """What the rule reads, built from head office's entries one object at a time."""
+    frames = [entry_frame([r.entry], r.site) for r in rows]
+    return pl.concat(frames) if frames else entry_frame([])
+
+
+def test_the_reader_gives_what_the_entries_give(chain: Chain) -> None:
+    with Central.open(chain.url, create=False) as central:
+        frame = central.entry_frame()
+        assert frame.height > 10 and set(frame.get_column("site")) == set(SITES)
+        exp = _as_columns(central.entries())
+        assert frame.equals(exp)
+        sales = central.entry_frame(sites=[SITES[1]], commands=["sale"],
+                                    states=[State.APPROVED])
+        assert sales.height and sales.equals(_as_columns(central.entries(
+            sites=[SITES[1]], commands=["sale"], states=[State.APPROVED])))
+
+
+@pytest.fixture(scope="module")
+def odd_store(pg_server: PgServer) -> str:
+    """A store whose entries hold what COPY's text format escapes, in every state."""
+    pg_server.start()
+    url = pg_server.create_database()
+    odd = ["a\\b", "tab\there", "line\nbreak", "\\N", "Hóa đơn\r", "\\\\x41", ""]
+    entries = [
+        _entry(i + 1, state, 10_000 * (i + 1), odd[i % len(odd)], minutes=i * 7,
+               reference=odd[(i + 3) % len(odd)], card_no=f"9704 XXXX XXXX {i:04d}",
+               approval_code=f"{i}", tid=None if i % 4 == 0 else "T\\1",
+               receipt_no=odd[(i + 1) % len(odd)], batch_no="000003",
+               trans_time=None if i % 3 == 0
+               else T0 + timedelta(minutes=i * 7, seconds=i, microseconds=999_999 - i))
+        for i, state in enumerate(list(State) * 3)
+    ]  # fmt: skip
+    entries.append(_entry(100, State.APPROVED, 0, "", command="void", void_of="\\\\x41"))
+    _ship(url, "ODD", entries)
+    _ship(url, "PLAIN", [_entry(1, State.APPROVED, 5_000, "HD1", minutes=3)])
+    return url
+
+
+def test_escapes_filters_and_blocks(odd_store: str) -> None:
+    with Central.open(odd_store, create=False) as central:
+        whole = central.entry_frame()
+        assert whole.equals(_as_columns(central.entries()))
+        assert "line\nbreak" in whole.get_column("f3").to_list()
+        since, until = T0 + timedelta(minutes=20), T0 + timedelta(minutes=90)
+        for filters in (
+            {"sites": ["ODD"]}, {"sites": ["PLAIN", "NONE"]}, {"sites": []},
+            {"states": [State.APPROVED, State.IN_DOUBT]}, {"commands": ["void"]},
+            {"since": since}, {"until": until}, {"since": since, "until": until},
+        ):  # fmt: skip
+            got = central.entry_frame(**filters)  # type: ignore[arg-type]
+            assert got.equals(_as_columns(central.entries(**filters))), filters  # type: ignore[arg-type]
+        # Streamed: the server's rows come a block at a time, each parsed on its own.
+        blocks = list(central.entry_blocks(block_bytes=300))
+        assert len(blocks) > 5
+        assert all(b.height < whole.height for b in blocks)
+        joined = pl.concat(blocks).sort("created_at", "site", "id").drop("created_at")
+        assert joined.equals(whole)
+        # A reader that stops early leaves the connection usable.
+        next(iter(central.entry_blocks(block_bytes=300)))
+        assert central.entry_frame(sites=["PLAIN"]).height == 1
+        assert central.entries_at([("ODD", 3), ("PLAIN", 1)]) == [
+            next(r.entry for r in central.entries(sites=["ODD"]) if r.entry.id == 3),
+            next(r.entry for r in central.entries(sites=["PLAIN"])),
+        ]
+        with pytest.raises(JournalError, match="no entry 9 of site PLAIN"):
+            central.entries_at([("PLAIN", 9)])
+
+
+_MICROS = st.integers(0, (datetime(2242, 1, 1, tzinfo=UTC)
+                          - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1))
+
+
+@given(st.lists(_MICROS, min_size=1, max_size=300), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_float_seconds_give_back_the_exact_microsecond(micros: list[int], long: bool) -> None:
+    """The server's ``date_part('epoch', t)``, written with all its digits (the
+    shortest exact text, or 17 digits as an old server writes them), is read back to
+    t's very microsecond."""
+    if long:  # 17 digits: exact until 2106
+        micros = [m % 4_290_000_000_000_000 for m in micros]
+    texts = [f"{m / 1_000_000:.17g}" if long else repr(m / 1_000_000) for m in micros]
+    assert _micros(pl.Series(texts)).to_list() == micros
+    assert _micros(pl.Series(["Infinity", "-Infinity", None])).to_list() == [None] * 3
+
+
+def test_a_store_in_doubt_shows_unsettled(pg_server: PgServer, tmp_path: Path) -> None:
+    """Pending, sent and in-doubt sales are payments nobody is sure of: unmatched they
+    stay in doubt, an exact bank row proves them (for the store to resolve); declined
+    and failed ones never leave the server."""
+    pg_server.start()
+    url = pg_server.create_database()
+    card = {"card_no": "9704 XXXX XXXX 6163", "tid": "31002095", "batch_no": "3",
+            "mid": "000000100091555"}
+    _ship(url, "STORE9", [
+        _entry(1, State.APPROVED, 100_000, "HD1", approval_code="111111", receipt_no="1",
+               trans_time=T0, **card),
+        _entry(2, State.IN_DOUBT, 200_000, "HD2", minutes=5),
+        _entry(3, State.SENT, 300_000, "HD3", minutes=6),
+        _entry(4, State.PENDING, 400_000, "HD4", minutes=7),
+        _entry(5, State.DECLINED, 500_000, "HD5", minutes=8, **card),
+        _entry(6, State.FAILED, 600_000, "HD6", minutes=9),
+    ])  # fmt: skip
+    local = T0.astimezone(VIETNAM_TIME).replace(tzinfo=None)
+    bank = write_bank(tmp_path / "bank.csv", [
+        bank_row(100_000, at=local, invoice="HD1", approval="111111", receipt=1),
+        bank_row(400_000, at=local + timedelta(minutes=7), invoice="HD4", approval="222222",
+                 receipt=2),
+    ])  # fmt: skip
+    doc = report(reconcile("--bank", str(bank), "--journal", url, "--json"))
+    rows = {r["register"]["invoice"]: r for r in doc["rows"] if r["register"]}
+    assert set(rows) == {"HD1", "HD2", "HD3", "HD4"}
+    assert {r["site"] for r in rows.values()} == {"STORE9"}
+    assert rows["HD1"]["category"] == "matched" and not rows["HD1"]["in_doubt"]
+    for invoice in ("HD2", "HD3"):
+        assert (rows[invoice]["category"], rows[invoice]["in_doubt"]) == ("ecr_only", True)
+    assert rows["HD4"]["category"] == "matched" and rows["HD4"]["resolved"]
+    assert doc["resolve_at_store"] == [{"site": "STORE9", "id": 4}]
+    (store,) = doc["totals"]["site"]
+    assert store["site"] == "STORE9" and store["ecr_only"]["count"] == 2
+
+
+def test_no_entry_object_per_row(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head office builds an ``Entry`` only for what the report names (the proven
+    in-doubt payment), never one per payment read."""
+    from ecrlink.journal import central as central_module
+
+    built: list[int] = []
+    real = central_module._central_entry
+
+    def counting(row: Any) -> Entry:
+        built.append(row[0])
+        return real(row)
+
+    monkeypatch.setattr(central_module, "_central_entry", counting)
+    monkeypatch.setattr(central_module, "SiteEntry", None)  # any per-row object would fail
+    doc = report(reconcile("--bank", str(chain.bank), "--journal", chain.url, "--json"))
+    assert len(doc["rows"]) > 10
+    assert built == [e["id"] for e in doc["resolve_at_store"]] and len(built) == 1

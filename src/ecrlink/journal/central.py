@@ -14,7 +14,10 @@ when a database is opened: ``ecrlink sale`` never loads it.
 from __future__ import annotations
 
 import contextlib
+import decimal
+import queue
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -175,13 +178,51 @@ _MERGE_HISTORY = (
 
 
 # How COPY gives reconciliation's entry columns (``ecrlink.reconcile.sources.
-# entry_schema``, by name; the others as stored) and created_at: times as microseconds
-# since the epoch (exact, and cheap to parse).
+# entry_schema``, by name; the others as stored) and created_at: times as float8
+# seconds since the epoch (far cheaper for the server than numeric or text times;
+# read back exactly by _micros; extra_float_digits is set so that all digits come).
 _FRAME_SQL = {
-    "time": "(extract(epoch FROM COALESCE(trans_time, created_at)) * 1000000)::bigint",
-    "created_at": "(extract(epoch FROM created_at) * 1000000)::bigint",
+    "time": "date_part('epoch', COALESCE(trans_time, created_at))",
+    "created_at": "date_part('epoch', created_at)",
 }
 _NUMERIC = frozenset({"id", "amount", "time", "created_at"})
+
+
+class _Stopped(Exception):
+    """Internal: the reader of a COPY stopped early."""
+
+
+def _micros(seconds: pl.Series) -> pl.Series:
+    """Float8 seconds since the epoch as PostgreSQL writes them with all their digits
+    (``1772326800.123456``; ``date_part('epoch', t)``, the double nearest to t's
+    microseconds / 10**6) back to those microseconds, exactly.
+
+    Read as decimals, not as floats (no float arithmetic gets every microsecond
+    back): a double tells every microsecond of the years 1970-2242 apart, so its
+    shortest text (PostgreSQL 12 on) has at most six decimals; 17 digits (older
+    servers) are off by less than half a microsecond until 2106, which rounding to
+    six decimals takes away. Other forms (``1e-06``; ``Infinity``: null) go through
+    Python's ``Decimal``.
+    """
+    import polars as pl
+
+    scaled = seconds.cast(pl.Decimal(38, 6), strict=False) * 1_000_000
+    out = scaled.cast(pl.Int64, strict=False)
+    odd = out.is_null() & seconds.is_not_null()
+    if odd.any():
+        table = {v: _decimal_micros(v) for v in seconds.filter(odd).unique().to_list()}
+        out = out.fill_null(seconds.replace_strict(table, default=None, return_dtype=pl.Int64))
+    return out.alias(seconds.name)
+
+
+def _decimal_micros(text: str) -> int | None:
+    try:
+        value = decimal.Decimal(text) * 1_000_000
+    except decimal.InvalidOperation:
+        return None
+    return int(value.to_integral_value(decimal.ROUND_HALF_EVEN)) if value.is_finite() else None
+
+
 _COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 _COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 
@@ -525,9 +566,10 @@ class Central:
         entry columns (``ecrlink.reconcile.sources.entry_schema``) and ``created_at``
         (microseconds since the epoch), in no order, a block at a time.
 
-        The server streams the rows with ``COPY … TO STDOUT`` (text format); about
-        ``block_bytes`` of it are parsed at once by polars: no Python object per
-        entry, and never more than a block of text in memory.
+        The server streams the rows with ``COPY … TO STDOUT`` (text format); a thread
+        reads it while the caller parses the previous block, about ``block_bytes`` at
+        once, with polars: no Python object per entry, and never more than a few
+        blocks of text in memory.
         """
         import polars as pl
 
@@ -538,7 +580,7 @@ class Central:
         names = [*entry_schema(), "created_at"]
         columns = ", ".join(_FRAME_SQL.get(n, n) for n in names)
         query = f"COPY (SELECT {columns} FROM ecrlink_chain.entries {where}) TO STDOUT"
-        types = {n: pl.Int64 if n in _NUMERIC else pl.String for n in names}
+        types = {n: pl.Int64 if n in ("id", "amount") else pl.String for n in names}
         offset = VIETNAM_TIME.utcoffset(None)
         assert offset is not None
 
@@ -548,31 +590,66 @@ class Central:
                 null_values=["\\N"], empty_string_is_null=False, new_columns=names,
                 schema=types,
             )  # fmt: skip
+            # COPY escapes with a backslash, and writes NULL as \N: mostly nothing else.
+            escaped = block.count(b"\\") != block.count(b"\\N")
             return raw.with_columns(
-                *(_unescaped(raw.get_column(n)) for n in names if n not in _NUMERIC),
-                (pl.from_epoch(pl.col("time"), "us") + offset).alias("time"),
+                *(_unescaped(raw.get_column(n)) for n in names if escaped and n not in _NUMERIC),
+                (pl.from_epoch(_micros(raw.get_column("time")), "us") + offset).alias("time"),
+                _micros(raw.get_column("created_at")),
             )
 
         try:
-            with self.conn.transaction(), self.conn.cursor() as cur:
-                # COPY's text is in the client's encoding: UTF-8 for polars.
-                cur.execute("SET LOCAL client_encoding TO 'UTF8'")
-                with cur.copy(query, params) as copy:
-                    parts: list[bytes] = []
-                    size = 0
-                    for data in copy:
-                        parts.append(bytes(data))
-                        size += len(data)
-                        if size >= block_bytes:
-                            joined = b"".join(parts)
-                            cut = joined.rfind(b"\n") + 1  # rows end in a newline
-                            yield parse(joined[:cut])
-                            parts, size = [joined[cut:]], len(joined) - cut
-                    rest = b"".join(parts)
-                    if rest:
-                        yield parse(rest)
+            for block in self._copy_out(query, params, block_bytes):
+                yield parse(block)
         except psycopg.Error as exc:
             raise self._error("read failed", exc) from None
+
+    def _copy_out(self, query: str, params: Sequence[Any], block_bytes: int) -> Iterator[bytes]:
+        """``query``'s COPY output in blocks of whole rows, read by a thread (the
+        server keeps sending while the caller works on the previous block)."""
+        blocks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                with self.conn.transaction(), self.conn.cursor() as cur:
+                    # COPY's text is in the client's encoding: UTF-8 for polars. Floats
+                    # (the times) with all their digits, whatever the server's setting.
+                    cur.execute("SET LOCAL client_encoding TO 'UTF8'")
+                    cur.execute("SET LOCAL extra_float_digits TO 3")
+                    with cur.copy(query, params) as copy:
+                        parts: list[bytes] = []
+                        size = 0
+                        for data in copy:
+                            parts.append(bytes(data))
+                            size += len(data)
+                            if size >= block_bytes:
+                                joined = b"".join(parts)
+                                cut = joined.rfind(b"\n") + 1  # rows end in a newline
+                                blocks.put(joined[:cut])
+                                parts, size = [joined[cut:]], len(joined) - cut
+                                if stop.is_set():
+                                    raise _Stopped
+                        rest = b"".join(parts)
+                        if rest:
+                            blocks.put(rest)
+                blocks.put(None)
+            except BaseException as exc:  # handed to the caller's thread
+                blocks.put(exc)
+
+        thread = threading.Thread(target=read, name="ecrlink-copy", daemon=True)
+        thread.start()
+        try:
+            while (item := blocks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # a reader stopped early: let the thread finish
+                with contextlib.suppress(queue.Empty):
+                    blocks.get(timeout=0.05)
+            thread.join()
 
     def entry_frame(
         self,

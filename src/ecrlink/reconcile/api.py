@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -118,9 +119,18 @@ def read_sides(
     mappings = _mappings(mapping)
     if entries is not None and not isinstance(entries, JournalEntries):
         entries = JournalEntries.of(entries)
-    journal = journal_side(entries.frame) if entries is not None else None
-    # One file after the other: on two cores polars already uses both for one file.
-    bank_frame, bank_dropped = read_frame(os.fspath(bank), "bank", mappings.get("bank"))
+    if entries is None:
+        journal = None
+        bank_frame, bank_dropped = read_frame(os.fspath(bank), "bank", mappings.get("bank"))
+    else:
+        # The journal (a file, or head office's server: mostly waiting and Python)
+        # while polars reads the statement in another thread. A journal's error wins
+        # (the pool waits for the statement first), as when read one after the other.
+        with ThreadPoolExecutor(1, thread_name_prefix="ecrlink-bank") as pool:
+            reading = pool.submit(read_frame, os.fspath(bank), "bank", mappings.get("bank"))
+            journal = journal_side(entries.frame)
+            bank_frame, bank_dropped = reading.result()
+    # Files one after the other: on two cores polars already uses both for one file.
     if invoices is not None:
         register_source = os.fspath(invoices)
         reg, reg_dropped = read_frame(register_source, "invoices", mappings.get("invoices"))

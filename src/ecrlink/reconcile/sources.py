@@ -13,7 +13,6 @@ import csv
 import io
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -287,16 +286,35 @@ Fetch = Callable[[pl.DataFrame], list[Entry]]
 position ``_pos`` in it), in the same order."""
 
 
-@dataclass(frozen=True, slots=True)
 class JournalEntries:
     """Journal entries as columns, and the way back to the few ``Entry`` objects a
-    report names (the in-doubt ones a statement proves): only those are built."""
+    report names (the in-doubt ones a statement proves): only those are built.
 
-    frame: pl.DataFrame
-    """``entry_schema()`` columns; register rows' ``entry`` is a position in it."""
-    fetch: Fetch
-    by_site: bool = False
-    """Head office: several stores' entries, each with its ``site``."""
+    ``frame`` may be given as a function that reads it: ``reconcile`` then reads the
+    bank's file in another thread meanwhile (a server's or a journal's reading and
+    polars' parsing of a file share two cores well).
+    """
+
+    __slots__ = ("_frame", "_load", "by_site", "fetch")
+
+    def __init__(
+        self, frame: pl.DataFrame | Callable[[], pl.DataFrame], fetch: Fetch, *,
+        by_site: bool = False,
+    ) -> None:
+        self._frame = frame if isinstance(frame, pl.DataFrame) else None
+        self._load = None if isinstance(frame, pl.DataFrame) else frame
+        self.fetch = fetch
+        """The entries of some rows of ``frame`` (with their ``_pos``), in order."""
+        self.by_site = by_site
+        """Head office: several stores' entries, each with its ``site``."""
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """``entry_schema()`` columns; register rows' ``entry`` is a position in it."""
+        if self._frame is None:
+            assert self._load is not None
+            self._frame, self._load = self._load(), None
+        return self._frame
 
     @classmethod
     def of(cls, entries: Iterable[Entry]) -> JournalEntries:
