@@ -65,11 +65,13 @@ def _load_journal_entries(
     from ..reconcile.sources import JournalEntries, entry_frame
 
     journal = Journal(None) if path is None else open_journal(path, create=False)
-    frame = entry_frame(journal.entries(
-        since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
-        until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
-        commands=("sale", "void"),
-    ))
+
+    def read() -> pl.DataFrame:
+        return entry_frame(journal.entries(
+            since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
+            until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
+            commands=("sale", "void"),
+        ))
 
     def fetch(rows: pl.DataFrame) -> list[Entry]:
         return [journal.get(i) for i in rows.get_column("id")]
@@ -79,7 +81,7 @@ def _load_journal_entries(
             entry.id, state, by=ResolvedBy.RECONCILIATION, who="ecrlink reconcile", note=note
         )
 
-    return JournalEntries(frame, fetch), resolve
+    return JournalEntries(read, fetch), resolve
 
 
 def _central(path: str | None) -> Central | None:
@@ -97,24 +99,25 @@ def _site_entries(
 ) -> JournalEntries:
     """Every store's (or ``sites``') sales and voids around the period, streamed from
     head office's server into columns (``Central.entry_frame``: COPY, parsed by polars
-    a block at a time; no object per entry). Only what reconciliation keeps is asked
-    for (approved, and the unsettled: pending, sent, in doubt): the declined and
-    failed never leave the server. The few entries a report names are fetched by
-    (site, id)."""
+    a block at a time; no object per entry) while the statement is read. Only what
+    reconciliation keeps is asked for (approved, and the unsettled: pending, sent, in
+    doubt): the declined and failed never leave the server. The few entries a report
+    names are fetched by (site, id)."""
     from ..reconcile.model import UNSETTLED
     from ..reconcile.sources import JournalEntries
 
-    frame = central.entry_frame(
-        sites=sites, commands=("sale", "void"),
-        states=(State.APPROVED, *sorted(UNSETTLED)),
-        since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
-        until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
-    )  # fmt: skip
+    def read() -> pl.DataFrame:
+        return central.entry_frame(
+            sites=sites, commands=("sale", "void"),
+            states=(State.APPROVED, *sorted(UNSETTLED)),
+            since=since.replace(tzinfo=VN_TZ) - _MARGIN if since else None,
+            until=until.replace(tzinfo=VN_TZ) + _MARGIN if until else None,
+        )  # fmt: skip
 
     def fetch(rows: pl.DataFrame) -> list[Entry]:
         return central.entries_at(list(rows.select("site", "id").iter_rows()))
 
-    return JournalEntries(frame, fetch, by_site=True)
+    return JournalEntries(read, fetch, by_site=True)
 
 
 # --- options ---------------------------------------------------------------------------
