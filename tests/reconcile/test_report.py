@@ -102,3 +102,32 @@ def test_full_card_numbers_never_reach_a_report(tmp_path: Path) -> None:
     write_json(report, out)
     assert "9704001234566163" not in out.getvalue()
     assert "970400XXXXXX6163" in out.getvalue()
+
+
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_json_rows_are_json_dumps_of_each_row(tmp_path: Path, ascii_only: bool) -> None:
+    """The rows, built as text by polars, are byte for byte what json.dumps writes of
+    each row (compact): escapes, nulls, times with and without microseconds, a side
+    row on some rows only."""
+    from ecrlink.reconcile.writers import json_chunks
+
+    odd = ['say "hi"', "back\\slash", "tab\there", "bell\x07", "Hủy đơn", "emoji 💳"]
+    if not ascii_only:
+        odd.append("\x7f")  # DEL is ASCII: only json.dumps' ensure_ascii escapes it
+    bank = write_bank(tmp_path / "b.csv", [
+        bank_row(1000 + n, invoice=f"HD{n}", approval=str(n), at=datetime(2026, 3, 2, 9, n))
+        for n in range(len(odd))
+    ] + [bank_row(5, invoice="", approval="77", last4="")])  # fmt: skip
+    # A reference column the statement does not have: put the odd texts in the journal's.
+    entries = [entry(1000 + n, invoice=f"HD{n}", approval=str(n), receipt=text,
+                     at=datetime(2026, 3, 2, 9, n, 0, 123_456 * (n % 2)))
+               for n, text in enumerate(odd)]  # fmt: skip
+    entries.append(entry(7, invoice="ZZ", approval=None, card=None, receipt=None))
+    report = reconcile(bank, entries=entries)
+    text = b"".join(json_chunks(report, ascii_only=ascii_only)).decode()
+    lines = text.split("\n")[1:-2]  # the head, then a row a line, then "]}"
+    rows = [r.to_dict() for r in report.rows()]
+    assert len(lines) == len(rows) == len(odd) + 2
+    expected = [json.dumps(r, ensure_ascii=ascii_only, separators=(",", ":")) for r in rows]
+    assert [line.removesuffix(",") for line in lines] == expected
+    assert json.loads(text) == json.loads(json.dumps(report.to_dict()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -48,6 +49,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "reg_void_row", "bank_void_row",
 )  # fmt: skip
 _CHUNK_ROWS = 100_000
+_AHEAD = 2
+"""JSON chunks built at once (two cores: one chunk each)."""
 
 
 def report_columns(report: Report) -> tuple[str, ...]:
@@ -57,9 +60,12 @@ def report_columns(report: Report) -> tuple[str, ...]:
     return (*CSV_COLUMNS[:6], "site", *CSV_COLUMNS[6:])
 
 
-def _when(column: str) -> pl.Expr:
-    """A time as ``datetime.isoformat(sep=" ")`` writes it."""
+def _when(column: str, values: pl.Series | None = None) -> pl.Expr:
+    """A time as ``datetime.isoformat(sep=" ")`` writes it (``values``: the column, when
+    at hand, to skip the microseconds' form if no value has any)."""
     t = pl.col(column)
+    if values is not None and not (values.dt.microsecond() != 0).any():
+        return t.dt.strftime("%Y-%m-%d %H:%M:%S")
     return (
         pl.when(t.dt.microsecond() == 0)
         .then(t.dt.strftime("%Y-%m-%d %H:%M:%S"))
@@ -74,28 +80,28 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 """A character JSON escapes inside a string (``"``, ``\\``, a control character)."""
 
 
-def _json_string(column: pl.Series) -> pl.Expr:
-    """``column`` as JSON text: ``"..."``, or ``null``.
+def _escaped(column: pl.Series) -> pl.Expr:
+    """String ``column`` as the text between a JSON string's quotes.
 
     Nearly no cell needs escaping; the few distinct ones that do are escaped by
     polars' own JSON writer, so the text is exactly what ``write_ndjson`` writes.
     """
     c = pl.col(column.name)
-    quoted = pl.lit('"') + c + pl.lit('"')
+    if column.name in _VOCABULARY:
+        return c
     special = column.filter(column.str.contains(_NEEDS_ESCAPE)).unique()
-    if len(special):
-        buffer = io.BytesIO()
-        pl.DataFrame({"s": special}).write_ndjson(buffer)
-        # Each line is {"s":<text>}: the text is between the 5th byte and the brace.
-        lines = buffer.getvalue().rstrip(b"\n").split(b"\n")  # no raw \n inside JSON
-        escaped = [line[5:-1].decode() for line in lines]
-        table = dict(zip(special.to_list(), escaped, strict=True))
-        quoted = (
-            pl.when(c.str.contains(_NEEDS_ESCAPE))
-            .then(c.replace_strict(table, default=None, return_dtype=pl.String))
-            .otherwise(quoted)
-        )
-    return quoted.fill_null(pl.lit("null"))
+    if not len(special):
+        return c
+    buffer = io.BytesIO()
+    pl.DataFrame({"s": special}).write_ndjson(buffer)
+    # Each line is {"s":"<text>"}: the text is between the 6th byte and the '"}'.
+    lines = buffer.getvalue().rstrip(b"\n").split(b"\n")  # no raw \n inside JSON
+    table = dict(zip(special.to_list(), (line[6:-2].decode() for line in lines), strict=True))
+    return (
+        pl.when(c.str.contains(_NEEDS_ESCAPE))
+        .then(c.replace_strict(table, default=None, return_dtype=pl.String))
+        .otherwise(c)
+    )
 
 
 _VOCABULARY = frozenset({
@@ -104,50 +110,80 @@ _VOCABULARY = frozenset({
 """Columns whose values are the code's own words (categories, keys, kinds, states):
 nothing in them needs a JSON escape, so no cell is looked at (a quarter of the scan)."""
 
+Piece = str | pl.Expr
+"""Part of a JSON line: fixed text, or a column's text (null: the line is null)."""
 
-def _json_value(table: pl.DataFrame, name: str) -> pl.Expr:
-    """Column ``name`` of ``table`` as JSON text, as ``write_ndjson`` writes it."""
-    dtype = table.schema[name]
-    c = pl.col(name)
-    if dtype == pl.String and name in _VOCABULARY:
-        return (pl.lit('"') + c + pl.lit('"')).fill_null(pl.lit("null"))
+
+def _json_pieces(table: pl.DataFrame, name: str, *, nulls: int = 0) -> list[Piece]:
+    """Column ``name`` of ``table`` as JSON text, as ``write_ndjson`` writes it.
+
+    ``nulls`` is how many nulls the column may have that make the whole line null
+    (a side row the report row does not have): a column with no other null has its
+    quotes written as fixed text, without building a quoted copy of every value.
+    """
+    column = table.get_column(name)
+    dtype, c = column.dtype, pl.col(name)
+    quoted = dtype == pl.String or isinstance(dtype, pl.Datetime)
     if dtype == pl.String:
-        return _json_string(table.get_column(name))
-    if dtype == pl.Boolean:
-        return pl.when(c).then(pl.lit("true")).when(~c).then(pl.lit("false")) \
-            .otherwise(pl.lit("null"))
-    if isinstance(dtype, pl.Datetime):
-        return (pl.lit('"') + _when(name) + pl.lit('"')).fill_null(pl.lit("null"))
-    return c.cast(pl.String).fill_null(pl.lit("null"))
+        value = _escaped(column)
+    elif isinstance(dtype, pl.Datetime):
+        value = _when(name, column)
+    elif dtype == pl.Boolean:
+        value = pl.when(c).then(pl.lit("true")).when(~c).then(pl.lit("false"))
+    else:
+        value = c.cast(pl.String)
+    if column.null_count() <= nulls:
+        return ['"', value, '"'] if quoted else [value]
+    if quoted:
+        value = pl.lit('"') + value + pl.lit('"')
+    return [value.fill_null(pl.lit("null"))]
 
 
-def _json_object(pieces: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    parts: list[pl.Expr] = []
-    for n, (name, value) in enumerate(pieces):
-        parts += [pl.lit(("{" if n == 0 else ",") + f'"{name}":'), value]
-    return pl.concat_str([*parts, pl.lit("}")])
+def _json_object(fields: list[tuple[str, list[Piece]]]) -> list[Piece]:
+    out: list[Piece] = []
+    for n, (name, pieces) in enumerate(fields):
+        out += [("{" if n == 0 else ",") + f'"{name}":', *pieces]
+    return [*out, "}"]
+
+
+def _concat(pieces: list[Piece]) -> pl.Expr:
+    """One string of the pieces (fixed texts side by side merged): null if one is."""
+    merged: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return pl.concat_str([pl.lit(p) if isinstance(p, str) else p for p in merged])
 
 
 def _json_lines(table: pl.DataFrame, first: bool) -> bytes:
     """The rows of ``table`` as JSON objects, each after ``,\\n`` (the document's first
-    after ``\\n``): built as text by polars from flat columns, no nested structs."""
+    after ``\\n``): built as text by polars from flat columns, no nested structs.
+
+    A side row present on every row of the chunk is written inline in the line; one
+    present on some rows is built apart, and ``null`` where absent.
+    """
     lead = ("category", "key", "amount", "difference", "in_doubt", "resolved")
     site = ("site",) if "site" in table.columns else ()  # head office's report
-    pieces = [(name, _json_value(table, name)) for name in (*lead, *site)]
+    fields = [(name, _json_pieces(table, name)) for name in (*lead, *site)]
     for name, prefix in ROLES:
-        present = table.get_column(f"{prefix}_row").null_count()
-        if present == table.height:  # none in this chunk (voids are few)
-            pieces.append((name, pl.lit("null")))
+        absent = table.get_column(f"{prefix}_row").null_count()
+        if absent == table.height:  # none in this chunk (voids are few)
+            fields.append((name, ["null"]))
             continue
-        record = _json_object([(f, _json_value(table, f"{prefix}_{f}")) for f in RECORD_FIELDS])
-        if present:
-            record = pl.when(pl.col(f"{prefix}_row").is_not_null()).then(record) \
-                .otherwise(pl.lit("null"))
-        pieces.append((name, record))
-    separator = pl.lit(",\n")
+        record = _json_object([
+            (f, _json_pieces(table, f"{prefix}_{f}", nulls=absent)) for f in RECORD_FIELDS
+        ])
+        if absent:
+            record = [pl.when(pl.col(f"{prefix}_row").is_not_null()).then(_concat(record))
+                      .otherwise(pl.lit("null"))]  # fmt: skip
+        fields.append((name, record))
+    separator: Piece = ",\n"
     if first:
-        separator = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("\n")).otherwise(separator)
-    lines = table.lazy().select(pl.concat_str([separator, _json_object(pieces)]).alias("line"))
+        separator = pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("\n")).otherwise(
+            pl.lit(",\n"))
+    lines = table.lazy().select(_concat([separator, *_json_object(fields)]).alias("line"))
     buffer = io.BytesIO()
     lines.collect().write_csv(
         buffer, include_header=False, quote_style="never", line_terminator=""
@@ -179,17 +215,18 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
             chunk = _NON_ASCII.sub(_escape, chunk.decode()).encode()
         return chunk
 
-    # The next chunk is built (by polars, without the GIL) while the caller writes this
-    # one: building and writing each take about half of the time. One chunk ahead only.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[bytes] | None = None
+    # The next chunks are built (by polars, without the GIL) while the caller writes
+    # this one: building takes most of the time, and a chunk's line building runs on
+    # one core, so _AHEAD chunks are built at once.
+    report.table(length=0)  # sorts the report once, before the builders start
+    with ThreadPoolExecutor(max_workers=_AHEAD) as pool:
+        pending: deque[Future[bytes]] = deque()
         for start in range(0, len(report), _CHUNK_ROWS):
-            ahead = pool.submit(build, start)
-            if pending is not None:
-                yield pending.result()
-            pending = ahead
-        if pending is not None:
-            yield pending.result()
+            if len(pending) == _AHEAD:
+                yield pending.popleft().result()
+            pending.append(pool.submit(build, start))
+        while pending:
+            yield pending.popleft().result()
     yield b"\n]}\n"
 
 
