@@ -68,8 +68,11 @@ class AsyncTerminal(_TerminalBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the link to the terminal."""
+        """Close the link to the terminal; a journal it opened gives back its server
+        connections (``Journal.release``) and stays readable."""
         await self._transport.aclose()
+        if self._owns_journal and self.journal is not None:
+            await asyncio.to_thread(self.journal.release)  # a server's goodbye may wait
 
     async def _drive(self, flow: Flow[T]) -> T:
         """Run a flow: carry out the effects it yields, awaiting.

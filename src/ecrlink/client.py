@@ -134,6 +134,9 @@ class _TerminalBase:
             else _positive_seconds("duplicate_window", duplicate_window)
         )
         self.journal = _open_journal(journal)
+        # A journal this terminal opened (from a name) is released with it; one handed
+        # in as an object belongs to the caller.
+        self._owns_journal = self.journal is not None and not isinstance(journal, Journal)
         lock_dir = (self.journal.path.parent if self.journal else default_data_dir()) / "locks"
         self._lock_dir: Path = lock_dir
         self._ids = RequestIds()
@@ -260,8 +263,12 @@ class Terminal(_TerminalBase):
         self.close()
 
     def close(self) -> None:
-        """Close the link to the terminal."""
+        """Close the link to the terminal. A journal this terminal opened gives back its
+        server connections (``Journal.release``: a PostgreSQL journal's would otherwise
+        last until the process ends) and stays readable."""
         self._transport.close()
+        if self._owns_journal and self.journal is not None:
+            self.journal.release()
 
     # --- the I/O paths ---------------------------------------------------------------
 

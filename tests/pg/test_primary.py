@@ -359,3 +359,57 @@ def test_a_spooled_answer_the_journal_refuses_is_set_aside_not_blocking(
         assert journal.get(entry).state is State.PENDING  # the sale was not refused
         assert "cannot be written" in caplog.text and "no entry 9999" in caplog.text
         assert journal.flush_spool() == 0
+
+
+def _sessions(url: str, *, settle: float = 0.0) -> int:
+    """Connections to this database other than the one counting them; with ``settle``,
+    waits up to that long for the count to reach 0 (a backend leaves a moment after
+    its client said goodbye)."""
+    database = url.rsplit("/", 1)[1]
+    deadline = time.monotonic() + settle
+    while True:
+        count = int(_rows(url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               f"'{database}' AND pid <> pg_backend_pid()")[0][0])
+        if count == 0 or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.05)
+
+
+def test_close_releases_a_journal_the_terminal_opened_not_one_it_was_given(
+    primary_url: str, sim: Simulator
+) -> None:
+    # Named by URL: the terminal opened it, so it gives back its connections (the
+    # journal's and the kept lock sessions) instead of leaving them to the end of the
+    # process; the journal can still be read, connecting again.
+    with open_pos(sim.http_url, primary_url) as pos:
+        assert pos.sale(12_000).approved
+        assert _sessions(primary_url) >= 1
+    assert _sessions(primary_url, settle=3) == 0
+    assert pos.journal is not None and pos.journal.last_id() == 1
+    pos.journal.close()
+    # Handed in as an object: the caller's, still open after the terminal closed.
+    journal = open_journal(primary_url)
+    try:
+        with open_pos(sim.http_url, journal) as pos:
+            assert pos.sale(13_000).approved
+        assert journal.last_id() == 2
+        assert _sessions(primary_url) >= 1
+    finally:
+        journal.close()
+    assert _sessions(primary_url, settle=3) == 0
+
+
+def test_aclose_releases_a_journal_the_async_terminal_opened(
+    primary_url: str, sim: Simulator
+) -> None:
+    import asyncio
+
+    from ecrlink import AsyncTerminal
+
+    async def sell() -> None:
+        async with AsyncTerminal(sim.http_url, journal=primary_url, timeout=1.0) as pos:
+            assert (await pos.sale(14_000)).approved
+            assert _sessions(primary_url) >= 1
+
+    asyncio.run(sell())
+    assert _sessions(primary_url, settle=3) == 0

@@ -302,6 +302,10 @@ class PgJournal(Journal):
                 self._spool.close()
                 self._spool = None
 
+    def release(self) -> None:
+        """Close the connections; the next use opens them again (see ``close``)."""
+        self.close()
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,

@@ -572,6 +572,12 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def release(self) -> None:
+        """Give back what this journal holds on a server; it stays usable (a database
+        journal connects again when next used). A file's connection holds nothing
+        worth giving back, so here this does nothing: reading the journal after the
+        terminal that opened it has closed keeps working."""
+
     def __enter__(self) -> Self:
         return self
 
