@@ -254,7 +254,7 @@ def _csv_frame(table: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
             exprs.append(pl.col(name).replace_strict({True: "True", False: "False"},
                                                      return_dtype=pl.String))
         elif isinstance(dtype, pl.Datetime):
-            exprs.append(_when(name).alias(name))
+            exprs.append(_when(name, frame.get_column(name)).alias(name))
     return frame.with_columns(exprs)
 
 
