@@ -312,7 +312,12 @@ def _ship(url: str, site: str, entries: list[Entry]) -> None:
 def _as_columns(rows: Iterable[SiteEntry]) -> pl.DataFrame:
     """What the rule reads, built from head office's entries one object at a time."""
     frames = [entry_frame([r.entry], r.site) for r in rows]
-    return pl.concat(frames) if frames else entry_frame([])
+    frame = pl.concat(frames) if frames else entry_frame([])
+    # Head office's reader leaves out the terminal's name where the entry has a TID.
+    tid = pl.col("tid")
+    return frame.with_columns(
+        pl.when(tid.is_null() | (tid == "")).then(pl.col("terminal")).otherwise(pl.lit(""))
+        .alias("terminal"))
 
 
 def test_the_reader_gives_what_the_entries_give(chain: Chain) -> None:

@@ -180,10 +180,13 @@ _MERGE_HISTORY = (
 # How COPY gives reconciliation's entry columns (``ecrlink.reconcile.sources.
 # entry_schema``, by name; the others as stored) and created_at: times as float8
 # seconds since the epoch (far cheaper for the server than numeric or text times;
-# read back exactly by _micros; extra_float_digits is set so that all digits come).
+# read back exactly by _micros, or only ordered by; extra_float_digits is set so that
+# all digits come).
 _FRAME_SQL = {
     "time": "date_part('epoch', COALESCE(trans_time, created_at))",
     "created_at": "date_part('epoch', created_at)",
+    # The terminal's name matters only to an entry without a TID: not sent for the others.
+    "terminal": "CASE WHEN tid IS NULL OR tid = '' THEN terminal ELSE '' END",
 }
 _NUMERIC = frozenset({"id", "amount", "time", "created_at"})
 
@@ -563,8 +566,9 @@ class Central:
         block_bytes: int = 16 << 20,
     ) -> Iterator[pl.DataFrame]:
         """Entries (filters as :meth:`entries`) as polars frames of reconciliation's
-        entry columns (``ecrlink.reconcile.sources.entry_schema``) and ``created_at``
-        (microseconds since the epoch), in no order, a block at a time.
+        entry columns (``ecrlink.reconcile.sources.entry_schema``; ``terminal`` only
+        where there is no TID, else '') and ``created_at`` (float seconds since the
+        epoch, for ordering), in no order, a block at a time.
 
         The server streams the rows with ``COPY … TO STDOUT`` (text format); a thread
         reads it while the caller parses the previous block, about ``block_bytes`` at
@@ -580,7 +584,9 @@ class Central:
         names = [*entry_schema(), "created_at"]
         columns = ", ".join(_FRAME_SQL.get(n, n) for n in names)
         query = f"COPY (SELECT {columns} FROM ecrlink_chain.entries {where}) TO STDOUT"
-        types = {n: pl.Int64 if n in ("id", "amount") else pl.String for n in names}
+        # created_at only orders the rows: as a float8 it keeps their order exactly.
+        types: dict[str, Any] = {n: pl.String for n in names}
+        types.update(id=pl.Int64, amount=pl.Int64, created_at=pl.Float64)
         offset = VIETNAM_TIME.utcoffset(None)
         assert offset is not None
 
@@ -595,7 +601,6 @@ class Central:
             return raw.with_columns(
                 *(_unescaped(raw.get_column(n)) for n in names if escaped and n not in _NUMERIC),
                 (pl.from_epoch(_micros(raw.get_column("time")), "us") + offset).alias("time"),
-                _micros(raw.get_column("created_at")),
             )
 
         try:

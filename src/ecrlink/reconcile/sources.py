@@ -251,7 +251,9 @@ def entry_schema() -> dict[str, Any]:
     journal's own names, plus ``site`` (head office: the entry's store; else null) and
     ``time`` (the terminal's time, else the creation time, naive Vietnam-local).
 
-    ``f3`` is the invoice, ``f5`` the reference code. Both readers give these: a local
+    ``f3`` is the invoice, ``f5`` the reference code; ``terminal`` (the terminal's
+    name) is read only for an entry without a TID, and may be '' for the others.
+    Both readers give these: a local
     journal's ``Entry`` objects (``entry_frame``) and head office's server
     (``Central.entry_frame``), so the rule exists once."""
     return {
