@@ -326,7 +326,7 @@ class Report:
             return {}
         out: dict[str | None, dict[Category, Totals]] = {}
         grouped = (
-            self._items.group_by(by, "category").agg(pl.len(), pl.col("amount").sum())
+            self._unsorted.group_by(by, "category").agg(pl.len(), pl.col("amount").sum())
             .sort(by, "category", nulls_last=True)
         )
         for key, category, n, amount in grouped.iter_rows():
