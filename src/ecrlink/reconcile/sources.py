@@ -252,10 +252,9 @@ def entry_schema() -> dict[str, Any]:
     ``time`` (the terminal's time, else the creation time, naive Vietnam-local).
 
     ``f3`` is the invoice, ``f5`` the reference code; ``terminal`` (the terminal's
-    name) is read only for an entry without a TID, and may be '' for the others.
-    Both readers give these: a local
-    journal's ``Entry`` objects (``entry_frame``) and head office's server
-    (``Central.entry_frame``), so the rule exists once."""
+    name) is read only for an entry without a TID, and may be '' for the others. Both
+    readers give these: a local journal's ``Entry`` objects (``entry_frame``) and head
+    office's server (``Central.entry_frame``), so the rule exists once."""
     return {
         "id": pl.Int64, "site": pl.String, "terminal": pl.String, "command": pl.String,
         "state": pl.String, "amount": pl.Int64, "f3": pl.String, "f5": pl.String,
@@ -341,10 +340,12 @@ def rows_from_entries(entries: Iterable[Entry]) -> pl.DataFrame:
 def journal_side(entries: pl.DataFrame) -> pl.DataFrame:
     """The register side (``side_schema()``) from journal entries (``entry_schema()``).
 
-    Approved sales are payments; in-doubt or pending sales are payments nobody is
-    sure of yet (they take part in exact matching only, and a match proves them);
-    approved voids cancel the sale whose receipt number they name on the same
-    terminal (TID, else the terminal's name) of the same store and batch. Declined,
+    Approved sales are payments; unsettled sales (in doubt, pending, sent) are
+    payments nobody is sure of yet (they take part in exact matching only, and a
+    match proves them); an approved void cancels the latest approved sale not
+    cancelled yet whose receipt number it names (numerically), on the same terminal
+    (TID, else the terminal's name) of the same store, and of the same batch where
+    both name one; it carries that sale's amount and card data. Declined,
     canceled and failed commands charged nothing and are left out, as are
     settlements and other commands. Sales come first, then voids, each in the
     entries' order; ``row`` is the entry id and ``entry`` its position in
@@ -380,7 +381,7 @@ def journal_side(entries: pl.DataFrame) -> pl.DataFrame:
     parts = [
         part.select(
             "idx", pl.col("id").alias("row"), pl.lit(k.value, kind).alias("kind"),
-            *(pl.col(f).alias(f.removeprefix("_")) for f in _DATA if f != "_time"),
+            *(pl.col(f).alias(f.removeprefix("_")) for f in _DATA),
             "time",
             *(pl.col(f).fill_null("").alias(t) for f, t in _OWN),
             pl.col("_state").alias("state"), "link",
