@@ -412,7 +412,7 @@ def _parse_cells(
         column = frame.get_column(name)
         if column.null_count():
             missing = column.is_null()
-            parsed = pl.Series(_parse_slow(texts_of(missing), parse), dtype=column.dtype)
+            parsed = _parse_slow(texts_of(missing), parse, column.dtype)
             frame = frame.with_columns(column.scatter(missing.arg_true(), parsed))
     if (fast_amount.is_null() & frame.get_column("_type").is_null()).any():
         # Untyped rows whose amount was read the slow way: their sign decides again.
@@ -458,12 +458,13 @@ def _lookup_table(
     return pl.col(f"c{column}").replace_strict(table, default=None, return_dtype=dtype)
 
 
-def _parse_slow(texts: pl.Series, parse: Callable[[str], Any]) -> list[Any]:
-    """``texts`` (the cells the vectorised pass left null) parsed by ``values``."""
+def _parse_slow(texts: pl.Series, parse: Callable[[str], Any], dtype: Any) -> pl.Series:
+    """``texts`` (the cells the vectorised pass left null) parsed by ``values``, each
+    distinct one once."""
     if texts.null_count():
         raise _Unusual  # an empty required cell: the row reader names it
     table = _parse_distinct(texts, parse)
-    return [table[t] for t in texts.to_list()]
+    return texts.replace_strict(table, default=None, return_dtype=dtype)
 
 
 def _drop_footers(frame: pl.DataFrame) -> pl.DataFrame:
