@@ -131,3 +131,25 @@ def test_json_rows_are_json_dumps_of_each_row(tmp_path: Path, ascii_only: bool) 
     expected = [json.dumps(r, ensure_ascii=ascii_only, separators=(",", ":")) for r in rows]
     assert [line.removesuffix(",") for line in lines] == expected
     assert json.loads(text) == json.loads(json.dumps(report.to_dict()))
+
+
+def test_rows_of_one_category_and_time_keep_their_file_order_whatever_the_engine_gave(
+    tmp_path: Path,
+) -> None:
+    # Every row at the same moment and in the same category: only the tie-break
+    # orders them. The engine's joins may list them in any order from one run to the
+    # next (threads); the report must not follow it.
+    from ecrlink.reconcile.report import _sorted
+
+    bank = write_bank(tmp_path / "b.csv", [
+        bank_row(1_000 + i, invoice=f"B{i}", approval=f"{i}") for i in range(40)
+    ])  # fmt: skip
+    report = reconcile(bank, entries=[
+        entry(2_000 + i, invoice=f"R{i}", approval=f"9{i}") for i in range(40)
+    ])  # fmt: skip
+    items = report._unsorted
+    forward = _sorted(report._reg, report._bank, items)
+    for shuffled in (items.reverse(), items.sample(fraction=1.0, shuffle=True, seed=3)):
+        assert _sorted(report._reg, report._bank, shuffled).equals(forward)
+    bank_only = forward.filter(forward.get_column("category") == "bank_only")
+    assert bank_only.get_column("bank").to_list() == sorted(bank_only.get_column("bank"))

@@ -380,7 +380,7 @@ class Report:
 
 def _with_amounts(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """The engine's rows with their amount, difference, in_doubt and resolved, in the
-    engine's order (``_item``).
+    engine's order.
 
     Sides are looked up by position (``idx`` is the row's position): a gather, with
     null for a row the report row does not have.
@@ -393,8 +393,7 @@ def _with_amounts(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) ->
            | _of(reg, items, "reg", "unsettled").fill_null(False))
     )
     return (
-        items.with_row_index("_item")
-        .with_columns(
+        items.with_columns(
             pl.coalesce(
                 bank_amount, reg_amount,
                 _of(bank, items, "bank_void", "amount"), _of(reg, items, "reg_void", "amount"),
@@ -403,8 +402,7 @@ def _with_amounts(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) ->
             in_doubt.alias("in_doubt"),
             pl.col("proves").alias("resolved"),
         )
-        .select("_item", "category", "key", *_LEAD, "amount", "difference", "in_doubt",
-                "resolved")
+        .select("category", "key", *_LEAD, "amount", "difference", "in_doubt", "resolved")
     )  # fmt: skip
 
 
@@ -418,7 +416,11 @@ def _of(side: pl.DataFrame, items: pl.DataFrame, role: str, column: str) -> pl.S
 
 def _sorted(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """``items`` (of ``_with_amounts``) most serious category first, then by time, then
-    in the engine's order; without ``_item``."""
+    by the rows' places in their files.
+
+    Not the engine's order for ties: its joins run on several threads and may list
+    the same rows in another order from one run to the next, and a report must read
+    the same every time. Each file row is in one item, so the places decide."""
     time = pl.coalesce(
         [_of(reg if role.startswith("reg") else bank, items, role, "time") for role in _LEAD]
     )
@@ -427,8 +429,8 @@ def _sorted(reg: pl.DataFrame, bank: pl.DataFrame, items: pl.DataFrame) -> pl.Da
             pl.col("category").replace_strict(_ORDER, return_dtype=pl.Int8).alias("_order"),
             time.alias("_time"),
         )
-        .sort(["_order", "_time", "_item"], nulls_last=True)
-        .drop("_order", "_time", "_item")
+        .sort(["_order", "_time", *_LEAD], nulls_last=True)
+        .drop("_order", "_time")
     )
 
 
