@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from .._exceptions import InputFileError, ReconcileError
+from .codes import code_columns, finish_cards
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
 from .model import APPROVED, Side, kind_dtype, side_schema
 from .sources import (
@@ -35,10 +36,8 @@ from .values import (
     MAX_AMOUNT,
     STRIP_CHARS,
     Kind,
-    card_last4,
     cell_text,
     fold,
-    mask_card,
     parse_amount,
     parse_datetime,
     parse_kind,
@@ -237,36 +236,6 @@ def _date_fast(s: pl.Expr, sample: str | None) -> pl.Expr:
     return pl.when(plausible & s.str.contains(fast[0])).then(parsed).otherwise(None)
 
 
-def _codes(frame: pl.DataFrame) -> list[pl.Expr | pl.Series]:
-    """``last4``, and ``approval`` and ``ref_no`` with the leading zeros a spreadsheet
-    ate put back, as ``values`` does; each column's rule applied only where a check on
-    the whole column says it changes something.
-
-    ``last4`` is ``values.card_last4`` where the number ends in 4 digits (nearly
-    always), and null where only ``values`` can say (ends in a digit, but not four).
-    """
-    out: list[pl.Expr | pl.Series] = []
-    for name, width in (("approval", 6), ("ref_no", 12)):
-        column = frame.get_column(name)
-        shortest = column.str.len_bytes().filter(column != "").min()
-        if shortest is not None and shortest < width:  # type: ignore[operator]
-            c = pl.col(name)
-            out.append(pl.when(c.str.contains(f"^[0-9]{{1,{width - 1}}}$"))
-                       .then(c.str.zfill(width)).otherwise(c).alias(name))
-    card = frame.get_column("card")
-    tail = card.str.slice(-4)
-    four = tail.str.contains("^[0-9]{4}$")
-    if (four | (card == "")).all():  # the tail of an empty card is empty
-        out.append(tail.alias("last4"))
-    else:
-        out.append(
-            pl.when(four).then(tail)
-            .when(tail.str.contains("[0-9]$")).then(None)
-            .otherwise(pl.lit("")).alias("last4")
-        )  # fmt: skip
-    return out
-
-
 def _check_cell_sizes(data: pl.DataFrame, header: Header, path: str, first_row: int) -> None:
     """Refuse a cell longer than a spreadsheet cell can be, naming its row and column."""
     longest = data.select(pl.all().str.len_bytes().max())
@@ -378,7 +347,7 @@ def _parse_cells(
         )
         .collect()
     )  # fmt: skip
-    frame = frame.with_columns(_codes(frame))
+    frame = frame.with_columns(code_columns(frame))
     frame = _drop_footers(frame)
     dropped = 0
     if "status" in cols:
@@ -399,7 +368,6 @@ def _parse_cells(
         frame = frame.with_columns(fast_amount.scatter(unread.arg_true(), grouped))
     slow: list[tuple[str, Callable[[pl.Series], pl.Series], Callable[[str], Any]]] = [
         ("amount", lambda rows: cells_of("amount", rows), parse_amount),
-        ("last4", lambda rows: frame.get_column("card").filter(rows), card_last4),
     ]
     if date_name is not None:
         dates = date_name
@@ -427,12 +395,7 @@ def _parse_cells(
     ).row(0)
     if negative_sale or (largest or 0) > MAX_AMOUNT:
         raise _Unusual
-    cards = frame.get_column("card").unique()
-    if cards.str.contains("(?:[0-9][^0-9]*){11}").any():
-        masked = _parse_distinct(cards, mask_card)
-        frame = frame.with_columns(
-            pl.col("card").replace_strict(masked, default=None, return_dtype=pl.String)
-        )
+    frame = finish_cards(frame)
     frame = frame.with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("idx"),
         pl.col("amount").abs(),

@@ -21,6 +21,7 @@ import polars as pl
 
 from .._exceptions import InputFileError, ReconcileError
 from ..journal.records import Entry, State
+from .codes import code_columns, finish_cards
 from .columns import HEADER_SEARCH_ROWS, ColumnMapping, Header, Role, find_header
 from .model import APPROVED, IN_DOUBT, UNSETTLED, Side, kind_dtype, side_schema
 from .values import (
@@ -396,42 +397,22 @@ _DATA = ("_amount", "_invoice", "_reference", "_card", "_last4", "_approval", "_
 """A payment's money fields: a void takes them from its sale."""
 _OWN = (("tid", "tid"), ("mid", "mid"), ("batch_no", "batch"), ("receipt_no", "receipt"))
 """What every row keeps of its own entry (with ``id``, ``time`` and ``state``)."""
-_MANY_DIGITS = "(?:[0-9][^0-9]*){11}"
-"""More digits than a masked card shows (6 + 4)."""
 
 
 def _money_fields(kept: pl.DataFrame) -> pl.DataFrame:
-    """``_DATA`` of every entry, normalised as ``values`` normalises a file's cells."""
-    card = pl.col("card_no").fill_null("").str.strip_chars(STRIP_CHARS)
-    approval = pl.col("approval_code").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
-    ref_no = pl.col("ref_no").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
-    tail = card.str.slice(-4)
+    """``_DATA`` of every entry, normalised as a file's cells are (``codes``)."""
+    def text(name: str) -> pl.Expr:
+        return pl.col(name).fill_null("").str.strip_chars(STRIP_CHARS)
+
     out = kept.with_columns(
         pl.col("amount").fill_null(0).abs().alias("_amount"),
-        pl.col("f3").fill_null("").str.strip_chars(STRIP_CHARS).str.to_uppercase()
-        .alias("_invoice"),
+        text("f3").str.to_uppercase().alias("_invoice"),
         pl.col("f5").fill_null("").alias("_reference"),
-        card.alias("_card"),
-        # Ends in 4 digits (nearly always): those; ends in a digit: ``values`` says.
-        pl.when(tail.str.contains("^[0-9]{4}$")).then(tail)
-        .when(tail.str.contains("[0-9]$")).then(None)
-        .otherwise(pl.lit("")).alias("_last4"),
-        pl.when(approval.str.contains("^[0-9]{1,5}$")).then(approval.str.zfill(6))
-        .otherwise(approval).alias("_approval"),
-        pl.when(ref_no.str.contains("^[0-9]{1,11}$")).then(ref_no.str.zfill(12))
-        .otherwise(ref_no).alias("_ref_no"),
-    )  # fmt: skip
-    fixes = []
-    odd_last4 = out.get_column("_last4").is_null()
-    if odd_last4.any():
-        cards = out.get_column("_card").filter(odd_last4).unique().to_list()
-        fixes.append(pl.col("_last4").fill_null(pl.col("_card").replace_strict(
-            {c: card_last4(c) for c in cards}, default=None, return_dtype=pl.String)))
-    unmasked = out.get_column("_card").str.contains(_MANY_DIGITS)
-    if unmasked.any():
-        cards = out.get_column("_card").filter(unmasked).unique().to_list()
-        fixes.append(pl.col("_card").replace({c: mask_card(c) for c in cards}))
-    return out.with_columns(fixes) if fixes else out
+        text("card_no").alias("_card"),
+        text("approval_code").str.to_uppercase().alias("_approval"),
+        text("ref_no").str.to_uppercase().alias("_ref_no"),
+    )
+    return finish_cards(out.with_columns(code_columns(out, prefix="_")), prefix="_")
 
 
 def _number(text: str | None) -> str:
