@@ -483,7 +483,8 @@ class Central:
         if row[0] != journal:
             raise JournalError(
                 f"site {site}: head office already holds another journal under this name "
-                f"(journal {row[0]}; this one: {journal}); give each journal its own --site"
+                f"(journal {row[0]}; this one: {journal}); give each journal its own site "
+                "name (--site, or site in the config file)"
             )
         return int(row[1])
 
