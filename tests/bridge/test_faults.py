@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -36,28 +37,39 @@ def poll_states(bridge: BridgeProcess, payment_id: str, stop: threading.Event,
                     return
 
 
+def kill_at_the_card_and_retry(
+    bridge: BridgeProcess, register: httpx.Client, key: str, *, at_card: float
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Pay 250,000 with ``key``; SIGKILL the bridge ``at_card`` seconds later (the
+    customer at the card reader), start it again and retry the same POST, which must
+    give the same payment; a second register polls throughout. Returns the payment as
+    created, the states the poller saw in order, and the final payment."""
+    created = pay(register, 250_000, key, invoice="HD-CRASH")
+    assert created.status_code == 201
+    payment: dict[str, Any] = created.json()
+    seen: list[str] = []
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_states, args=(bridge, payment["id"], stop, seen))
+    poller.start()
+    time.sleep(at_card)
+    bridge.kill()
+    bridge.start()
+    retried = pay(register, 250_000, key, invoice="HD-CRASH")
+    assert retried.status_code == 200, retried.text  # the same payment, not a new one
+    assert retried.json()["id"] == payment["id"]
+    poller.join(60)
+    stop.set()
+    assert not poller.is_alive()
+    return payment, seen, final(register, payment["id"])
+
+
 def test_sigkill_while_the_customer_pays_ends_approved_exactly_once(
     bridge: BridgeProcess, sim: Simulator
 ) -> None:
     sim.configure(card_delay=4.0, on_hangup="finish")
     with bridge.client() as register:
-        created = pay(register, 250_000, "crash-1", invoice="HD-CRASH")
-        assert created.status_code == 201
-        payment = created.json()
-        seen: list[str] = []
-        stop = threading.Event()
-        poller = threading.Thread(target=poll_states, args=(bridge, payment["id"], stop, seen))
-        poller.start()
-        time.sleep(1.0)  # the customer is at the card reader
-        bridge.kill()
-        bridge.start()
-        retried = pay(register, 250_000, "crash-1", invoice="HD-CRASH")
-        assert retried.status_code == 200, retried.text  # the same payment, not a new one
-        assert retried.json()["id"] == payment["id"]
-        poller.join(60)
-        stop.set()
-        assert not poller.is_alive()
-        done = final(register, payment["id"])
+        payment, seen, done = kill_at_the_card_and_retry(bridge, register, "crash-1",
+                                                         at_card=1.0)
         events = read_events(register, last_id=0, stop=lambda ev: any(
             e["event"] == "payment.updated" and e["data"]["state"] == "approved"
             for e in ev))

@@ -11,7 +11,6 @@ import itertools
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from ecrlink.simulator import Simulator
 # The bridge suite's fixtures, used here as they are (each test names them: F811).
 from tests.bridge.conftest import BridgeProcess, make_bridge, sim  # noqa: F401
 from tests.bridge.test_api import error, final, pay, sales
-from tests.bridge.test_faults import poll_states
+from tests.bridge.test_faults import kill_at_the_card_and_retry
 from tests.pg.chain import assert_same
 from tests.pgserver import PgServer
 
@@ -73,21 +72,7 @@ def test_sigkill_at_the_card_then_restart_on_the_same_journal_charges_once(
     bridge = make_bridge(environ={"ECRLINK_JOURNAL": journal_url})
     sim.configure(card_delay=3.0, on_hangup="finish")
     with bridge.client() as register:
-        payment = pay(register, 250_000, "crash-pg", invoice="HD-CRASH").json()
-        seen: list[str] = []
-        stop = threading.Event()
-        poller = threading.Thread(target=poll_states, args=(bridge, payment["id"], stop, seen))
-        poller.start()
-        time.sleep(0.8)  # the customer is at the card reader
-        bridge.kill()
-        bridge.start()
-        retried = pay(register, 250_000, "crash-pg", invoice="HD-CRASH")
-        assert retried.status_code == 200, retried.text
-        assert retried.json()["id"] == payment["id"]
-        poller.join(30)
-        stop.set()
-        assert not poller.is_alive()
-        done = final(register, payment["id"])
+        _, seen, done = kill_at_the_card_and_retry(bridge, register, "crash-pg", at_card=0.8)
     assert seen[-1] == "approved" and seen.count("approved") == 1
     assert set(seen) <= {"processing", "in_doubt", "approved"}
     [sale] = sales(sim)  # the terminal charged once, and that is what the bridge says
