@@ -29,6 +29,18 @@ def open_pos(url: str, journal: Path, client_id: str) -> Terminal:
                     status_timeout=1.0, recovery_timeout=6.0)
 
 
+def sell_interleaved(first: str, second: str, journals: tuple[Path, Path]) -> None:
+    """Two stores' registers (``QUAY1`` at each) on terminals ``first`` and ``second``:
+    6 sales at the first, 7 at the second, then 3 more at the first, so the stores'
+    entries interleave in time."""
+    with open_pos(first, journals[0], "QUAY1") as pos:
+        sell(pos, 6)
+    with open_pos(second, journals[1], "QUAY1") as pos:
+        sell(pos, 7)
+    with open_pos(first, journals[0], "QUAY1") as pos:
+        sell(pos, 3, start=6)
+
+
 def local_state(path: Path) -> tuple[list[Entry], list[Change]]:
     """A store's journal: its entries and every state change, in order."""
     with Journal(path, create=False) as journal:

@@ -22,7 +22,7 @@ from ecrlink.journal.sync import sync_once
 from ecrlink.simulator import Simulator
 from tests.pgserver import PgServer
 
-from .chain import open_pos, sell
+from .chain import sell_interleaved
 
 SITES = ("STORE42", "Q7-NGUYEN.TRAI")
 
@@ -36,12 +36,7 @@ def chain(
     root = tmp_path_factory.mktemp("stores")
     journals = {site: root / f"{site}.sqlite3" for site in SITES}
     with Simulator(http=("127.0.0.1", 0)) as a, Simulator(http=("127.0.0.1", 0)) as b:
-        with open_pos(a.http_url, journals[SITES[0]], "QUAY1") as pos:
-            sell(pos, 6)
-        with open_pos(b.http_url, journals[SITES[1]], "QUAY1") as pos:
-            sell(pos, 7)
-        with open_pos(a.http_url, journals[SITES[0]], "QUAY1") as pos:
-            sell(pos, 3, start=6)
+        sell_interleaved(a.http_url, b.http_url, (journals[SITES[0]], journals[SITES[1]]))
     pg_server.start()
     url = pg_server.create_database()
     for site, journal in journals.items():

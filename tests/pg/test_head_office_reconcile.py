@@ -41,7 +41,7 @@ from ecrlink.simulator import Simulator
 from tests.pgserver import PgServer
 from tests.reconcile.conftest import bank_row, write_bank
 
-from .chain import open_pos, sell
+from .chain import sell_interleaved
 
 SITES = ("STORE42", "Q7-NGUYEN.TRAI")
 MIDS = {SITES[0]: "000000100091001", SITES[1]: "000000100092002"}
@@ -81,12 +81,7 @@ def chain(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     a_sim = Simulator(http=("127.0.0.1", 0), tid="10000001", mid=MIDS[SITES[0]], seed=1)
     b_sim = Simulator(http=("127.0.0.1", 0), tid="20000001", mid=MIDS[SITES[1]], seed=2)
     with a_sim as a, b_sim as b:
-        with open_pos(a.http_url, journals[SITES[0]], "QUAY1") as pos:
-            sell(pos, 6)
-        with open_pos(b.http_url, journals[SITES[1]], "QUAY1") as pos:
-            sell(pos, 7)
-        with open_pos(a.http_url, journals[SITES[0]], "QUAY1") as pos:
-            sell(pos, 3, start=6)
+        sell_interleaved(a.http_url, b.http_url, (journals[SITES[0]], journals[SITES[1]]))
         # The register sent this one and died before the answer was written down.
         with Terminal(a.http_url, client_id="QUAY1", journal=None, timeout=2.0) as bare:
             assert bare.sale(LOST[0], invoice=LOST[1]).approved
