@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_reconcile import REGISTER_TITLE, _peak_rss_mb, generate  # noqa: E402
+from bench_reconcile import REGISTER_TITLE, _peak_rss_mb, generate, run_reconcile  # noqa: E402
 from pgserver import PgServer, find_bindir  # noqa: E402
 
 GOAL = 1.5
@@ -120,22 +120,10 @@ def load_central(url: str, register: str, stores: int) -> int:
 
 def _child(kind: str, mode: str, files: dict[str, str], out: str) -> None:
     """One contender's run; the parent times the whole process."""
-    from ecrlink.cli import cli
-
     side = (["--journal", files["url"]] if kind == "postgresql"
             else ["--invoices", files["register"]])
     args = ["reconcile", "--bank", files["bank"], *side, "--lang", "en"]
-    if mode == "json":
-        args.append("--json")
-    with open(out, "w", encoding="utf-8", buffering=1 << 20) as fh:
-        sys.stdout = fh
-        try:
-            cli.main(args, prog_name="ecrlink")
-        except SystemExit as exc:
-            if exc.code not in (0, 10):
-                raise
-        finally:
-            sys.stdout = sys.__stdout__
+    run_reconcile([*args, "--json"] if mode == "json" else args, out)
 
 
 def _summary_of(path: str) -> dict[str, int]:

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generate", "main"]
+__all__ = ["generate", "main", "run_reconcile"]
 
 BANK_HEADER = (
     "Transaction date,TID,MID,Card number,Amount,Approval code,RRN,Invoice,Reference,"
@@ -195,20 +195,8 @@ def to_xlsx(csv_path: str, xlsx_path: str, *, skip: int = 0) -> None:
 def _child(kind: str, mode: str, register: str, bank: str, out: str) -> None:
     """Do one contender's work; the parent times the whole process."""
     if kind == "ecrlink":
-        from ecrlink.cli import cli
-
         args = ["reconcile", "--bank", bank, "--invoices", register]
-        if mode in ("json", "xlsx"):
-            args.append("--json")
-        with open(out, "w", encoding="ascii", buffering=1 << 20) as fh:
-            sys.stdout = fh
-            try:
-                cli.main(args, prog_name="ecrlink")
-            except SystemExit as exc:
-                if exc.code not in (0, 10):
-                    raise
-            finally:
-                sys.stdout = sys.__stdout__
+        run_reconcile([*args, "--json"] if mode in ("json", "xlsx") else args, out)
         return
     if kind == "polars":
         import polars as pl
@@ -252,6 +240,22 @@ def _child(kind: str, mode: str, register: str, bank: str, out: str) -> None:
             con.execute(f"COPY ({query}) TO '{out}' (FORMAT json)")
         return
     raise SystemExit(f"unknown contender {kind}")
+
+
+def run_reconcile(args: list[str], out: str) -> None:
+    """``ecrlink <args>`` in this process, its standard output to the file ``out``;
+    exit 0 or 10 (discrepancies) is success."""
+    from ecrlink.cli import cli
+
+    with open(out, "w", encoding="utf-8", buffering=1 << 20) as fh:
+        sys.stdout = fh
+        try:
+            cli.main(args, prog_name="ecrlink")
+        except SystemExit as exc:
+            if exc.code not in (0, 10):
+                raise
+        finally:
+            sys.stdout = sys.__stdout__
 
 
 def _peak_rss_mb() -> float:
