@@ -11,14 +11,14 @@ from typing import NamedTuple
 
 import polars as pl
 
-from .._exceptions import ReconcileError
+from .._exceptions import InputFileError, ReconcileError
 from ..journal.records import Entry, State
 from .columns import ColumnMapping, Role, load_mapping
 from .engine import DEFAULT_WINDOW, match, rank_join
 from .frames import read_frame
 from .model import APPROVED, side_schema
 from .report import Report
-from .sources import LEND_KEYS, LENT_FIELDS, JournalEntries, journal_side
+from .sources import LEND_KEYS, LENT_FIELDS, JournalEntries, file_kind, journal_side
 from .values import Kind
 
 __all__ = ["Resolver", "Sides", "read_sides", "reconcile"]
@@ -115,30 +115,49 @@ def read_sides(
     until: datetime | None = None,
     mapping: str | os.PathLike[str] | Mapping[Role, ColumnMapping] | None = None,
 ) -> Sides:
-    """Read both sides (``reconcile``'s arguments), lend journal data, cut the period."""
+    """Read both sides (``reconcile``'s arguments), lend journal data, cut the period.
+
+    Errors come in one order however the files are read: the journal's, then the
+    statement's, then the invoice list's (each only if those before it read well).
+    """
     mappings = _mappings(mapping)
     if entries is not None and not isinstance(entries, JournalEntries):
         entries = JournalEntries.of(entries)
-    if entries is None:
+    bank_path = os.fspath(bank)
+    register_source = os.fspath(invoices) if invoices is not None else "journal"
+    # Two files of which one is XLSX: read at the same time (calamine is one thread and
+    # lets go of the GIL). Two CSV files one after the other: polars already uses both
+    # cores for one file.
+    together = invoices is not None and _any_xlsx(bank_path, register_source)
+    read_reg: tuple[pl.DataFrame, int] | None = None
+    if entries is None and not together:
         journal = None
-        bank_frame, bank_dropped = read_frame(os.fspath(bank), "bank", mappings.get("bank"))
+        bank_frame, bank_dropped = read_frame(bank_path, "bank", mappings.get("bank"))
     else:
-        # The journal (a file, or head office's server: mostly waiting and Python)
-        # while polars reads the statement in another thread. A journal's error wins
-        # (the pool waits for the statement first), as when read one after the other.
+        # The statement in another thread; here the journal (a file, or head office's
+        # server: mostly waiting and Python) and, with an XLSX file, the invoice list.
+        # A journal's error wins (the pool waits for the statement first); the invoice
+        # list's is raised only once the statement is known to read well.
+        reg_error: Exception | None = None
         with ThreadPoolExecutor(1, thread_name_prefix="ecrlink-bank") as pool:
-            reading = pool.submit(read_frame, os.fspath(bank), "bank", mappings.get("bank"))
-            journal = journal_side(entries.frame)
+            reading = pool.submit(read_frame, bank_path, "bank", mappings.get("bank"))
+            journal = journal_side(entries.frame) if entries is not None else None
+            if together:
+                try:
+                    read_reg = read_frame(register_source, "invoices", mappings.get("invoices"))
+                except Exception as exc:  # raised below, after the statement's
+                    reg_error = exc
             bank_frame, bank_dropped = reading.result()
-    # Files one after the other: on two cores polars already uses both for one file.
+        if reg_error is not None:
+            raise reg_error
     if invoices is not None:
-        register_source = os.fspath(invoices)
-        reg, reg_dropped = read_frame(register_source, "invoices", mappings.get("invoices"))
+        if read_reg is None:
+            read_reg = read_frame(register_source, "invoices", mappings.get("invoices"))
+        reg, reg_dropped = read_reg
         if journal is not None:
             reg = _enrich(reg, journal)
     else:
         assert journal is not None
-        register_source = "journal"
         reg, reg_dropped = journal, 0
     bank_frame, bank_out = _in_period(bank_frame, since, until)
     reg, reg_out = _in_period(reg, since, until)
@@ -146,6 +165,15 @@ def read_sides(
         reg, bank_frame, entries, register_source,
         {"bank": bank_dropped + bank_out, "register": reg_dropped + reg_out},
     )
+
+
+def _any_xlsx(*paths: str) -> bool:
+    """Whether any of the files is XLSX; False if one cannot be told, so that the files
+    are read one after the other and the first one's error is raised as always."""
+    try:
+        return any(file_kind(p) == "xlsx" for p in paths)
+    except InputFileError:
+        return False
 
 
 def _sites(reg: pl.DataFrame, entries: JournalEntries) -> pl.Series:
