@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecrlink import InputFileError
 from ecrlink.journal.records import State
@@ -167,3 +169,30 @@ def test_the_report_is_the_same_read_together_or_one_after_the_other(
     assert sides.dropped == {"bank": 0, "register": 0}
     assert sides.bank.height == 6 and sides.reg.height == 5
     assert DAY.date() == sides.bank.get_column("time")[0].date()
+
+
+# --- the bounds check's cell count ---------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cells=st.integers(0, 3000), limit=st.integers(26, 3000),
+       tag=st.sampled_from(['<c r="A2"><v>1</v></c>', "<c/>", '<c\tr="B2"/>', "<c>x</c>"]))
+def test_cells_as_written_refused_exactly_over_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cells: int, limit: int, tag: str
+) -> None:
+    """However a cell is written, even "<c/>" (the shortest, whose sheets can go
+    uncounted when small enough): refused if and only if over the limit. (From 26:
+    rows 1-2 of columns A-Z span at most 52 cells: within twice any such limit.)"""
+    from ecrlink.reconcile import xlsx
+
+    from .test_hostile import _bomb
+
+    monkeypatch.setattr(xlsx, "MAX_XLSX_CELLS", limit)
+    book = _bomb(tmp_path / f"c{cells}-{limit}.xlsx", 0,
+                 b'<row r="2">' + tag.encode() * cells + b"</row>")
+    if cells > limit:
+        with pytest.raises(InputFileError, match=f"more than {limit:,} cells"):
+            xlsx.check_workbook(str(book))
+    else:
+        assert xlsx.check_workbook(str(book))[0].name == "S"
