@@ -219,6 +219,21 @@ def _amount_grouped(text: pl.Series) -> pl.Series:
     return pl.DataFrame({"s": text}).select(expr).to_series()
 
 
+def _amount_fast(s: pl.Expr, sample: str | None) -> pl.Expr:
+    """Amounts, vectorised: plain digits by a cast; and when the first row's amount is
+    grouped (``1.234.567``, as invoice lists write them), that grouping too, in the same
+    pass (null where both fail: ``_amount_grouped`` and ``values`` see those)."""
+    import re
+
+    plain = s.cast(pl.Int64, strict=False)
+    grouped = next((g for g in _AMOUNT_GROUPED if sample and re.fullmatch(g[0], sample)), None)
+    if grouped is None:
+        return plain
+    pattern, separator = grouped
+    value = s.str.replace_all(separator, "", literal=True).cast(pl.Int64, strict=False)
+    return pl.when(s.str.contains(pattern)).then(value).otherwise(plain)
+
+
 def _date_fast(s: pl.Expr, sample: str | None) -> pl.Expr:
     """Dates in the format of the first row, vectorised (null where that fails)."""
     import re
@@ -293,10 +308,19 @@ def _parse_cells(
     def text(name: str) -> pl.Expr:
         return _strip(pl.col(f"c{cols[name]}")) if name in cols else pl.lit(None, pl.String)
 
-    sample = None
-    if date_name:
-        first = data.get_column(f"c{cols[date_name]}").drop_nulls().head(1).to_list()
-        sample = first[0].strip(STRIP_CHARS) if first else None
+    def filled(name: str, cell: pl.Expr) -> pl.Expr:
+        """``cell`` (column ``name``'s text, or what is made of it), '' where empty.
+        A column with no empty cell (nearly all) is not copied to fill none."""
+        if name in cols and not data.get_column(f"c{cols[name]}").null_count():
+            return cell.alias(name)
+        return cell.fill_null("").alias(name)
+
+    def sample(name: str | None) -> str | None:
+        """Column ``name``'s first value, stripped: which fast form to try."""
+        if name is None or name not in cols:
+            return None
+        first = data.get_column(f"c{cols[name]}").drop_nulls().head(1).to_list()
+        return first[0].strip(STRIP_CHARS) if first else None
     date = text(date_name) if date_name else pl.lit(None, pl.String)
     approval = text("approval").str.to_uppercase()
     ref_no = text("ref_no").str.to_uppercase()
@@ -319,7 +343,7 @@ def _parse_cells(
         _lookup_table(data, cols["status"], parse_status, pl.Boolean, nulls=False)
         if "status" in cols else pl.lit(True)
     )  # fmt: skip
-    amount = text("amount").cast(pl.Int64, strict=False)
+    amount = _amount_fast(text("amount"), sample("amount"))
     # One pass builds every column; the cells' own text is looked up again (``row``)
     # only for the few values that pass leaves null, and checks that hold for a whole
     # column (e.g. no approval code short enough to pad) are made once on the result.
@@ -332,17 +356,17 @@ def _parse_cells(
         .select(
             pl.col("row").cast(pl.Int64),
             amount.alias("amount"),
-            _date_fast(date, sample).alias("time"),
+            _date_fast(date, sample(date_name)).alias("time"),
             kind_of.alias("_type"),
             pl.when(kind_of.is_not_null()).then(kind_of)
             .when(amount < 0).then(pl.lit(Kind.VOID.value, _KIND))
             .otherwise(pl.lit(Kind.SALE.value, _KIND)).alias("kind"),
             ok.alias("_ok"),
-            text("invoice").str.to_uppercase().fill_null("").alias("invoice"),
-            *(text(name).fill_null("").alias(name)
+            filled("invoice", text("invoice").str.to_uppercase()),
+            *(filled(name, text(name))
               for name in ("reference", "card", "tid", "mid", "batch", "receipt")),
-            approval.fill_null("").alias("approval"),
-            ref_no.fill_null("").alias("ref_no"),
+            filled("approval", approval),
+            filled("ref_no", ref_no),
             pl.when(maybe_footer).then(first_cell).otherwise(None).alias("_first"),
         )
         .collect()
