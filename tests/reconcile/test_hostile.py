@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrlink import InputFileError
 from ecrlink.cli.exit_codes import ExitStatus
 from ecrlink.reconcile import MAX_CELL_CHARS
 
@@ -318,3 +319,77 @@ def test_wrong_columns_are_one_line(tmp_path: Path, invoices: Path) -> None:
     _refused(_cli("--bank", str(wrong), "--invoices", str(invoices)), "no header row")
     half = write_csv(tmp_path / "half.csv", ["Date", "Card", "Invoice"], [["02/03/2026", "1", "A"]])
     _refused(_cli("--bank", str(half), "--invoices", str(invoices)), "amount")
+
+
+# --- cell positions as calamine reads them (issue 14) -------------------------------------
+
+_A1 = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+_FAR = {
+    # The cell's own reference counts, not its row's.
+    "cell-ref-not-row": '<row r="2"><c r="XFD1048576" t="n"><v>1</v></c></row>',
+    # Rows out of order: the highest is not the last.
+    "rows-out-of-order": '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>'
+                         '<row r="2"><c r="A2"><v>1</v></c></row>',
+    "tab-before-r": '<row r="1048576"><c\tr="XFD1048576"><v>1</v></c></row>',
+    "single-quotes": "<row r='1048576'><c r='XFD1048576'><v>1</v></c></row>",
+    "spaces-around-equals": '<row r = "1048576"><c r = "XFD1048576"><v>1</v></c></row>',
+    "r-not-first": '<row r="1048576"><c t="n" r="XFD1048576"><v>1</v></c></row>',
+    "second-r-wins": '<row r="1048576"><c r="A1048576" r="XFD1048576"><v>1</v></c></row>',
+    "prefixed": '<x:row r="1048576" xmlns:x="urn:x"><x:c r="XFD1048576"><x:v>1</x:v></x:c>'
+                "</x:row>",
+    "lowercase": '<row r="1048576"><c r="xfd1048576"><v>1</v></c></row>',
+    # 16,384 cells without r: the last one is XFD1048576.
+    "r-less-cells": '<row r="1048576">' + "<c><v>1</v></c>" * 16_384 + "</row>",
+    # Past a spreadsheet's bounds: refused as not a spreadsheet's.
+    "r-less-past-XFD": '<row r="5"><c r="XFA5"><v>1</v></c>' + "<c><v>1</v></c>" * 20_000
+                       + "</row>",
+    "r-less-rows-past-the-last": '<row r="1048576"><c r="A1048576"><v>1</v></c></row>'
+                                 + "<row><c><v>1</v></c></row>" * 3_000,
+    "row-past-the-last": '<row r="1048577"><c><v>1</v></c></row>',
+}
+
+
+def _cli_small(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line in a child that cannot take more than 4 GB (Linux): were a
+    sheet let through, calamine's allocation fails there, not on this machine."""
+    if not sys.platform.startswith("linux"):
+        return _cli(*args)
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "ecrlink", "reconcile", *args],
+        capture_output=True, text=True, encoding="utf-8", timeout=120, check=False,
+        env={**os.environ, "ECRLINK_LANG": "en"}, preexec_fn=limit,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(_FAR))
+def test_a_cell_far_away_however_written_is_refused(
+    tmp_path: Path, invoices: Path, name: str
+) -> None:
+    """Each of these would have calamine allocate a rectangle of up to 17 billion
+    cells (or lies past a spreadsheet's last row or column): one line, exit 4."""
+    bomb = _bomb(tmp_path / f"{name}.xlsx", 0, _rows(_A1, _FAR[name]))
+    _refused(_cli_small("--bank", str(bomb), "--invoices", str(invoices), "--json"),
+             "XLSX refused")
+
+
+def test_a_million_rows_of_thirty_columns_still_fit(tmp_path: Path) -> None:
+    """The rectangle's bound: rows 1 to 1,048,576 of columns A to AD (31.5 million
+    cells) fit; to BF (58 columns, 60.8 million) do not."""
+    from ecrlink.reconcile import xlsx
+
+    fits = _bomb(tmp_path / "fits.xlsx", 0, _rows(
+        _A1, '<row r="1048576"><c r="AD1048576"><v>1</v></c></row>'))
+    assert xlsx.check_workbook(str(fits))[0].first_row == 1
+    over = _bomb(tmp_path / "over.xlsx", 0, _rows(
+        _A1, '<row r="1048576"><c r="BF1048576"><v>1</v></c></row>'))
+    with pytest.raises(InputFileError, match="spans"):
+        xlsx.check_workbook(str(over))
+    # An empty cell far away allocates nothing in calamine, and is not counted.
+    empty = _bomb(tmp_path / "empty.xlsx", 0, _rows(
+        _A1, '<row r="1048576"><c r="XFD1048576" s="1"/></row>'))
+    assert xlsx.check_workbook(str(empty))[0].first_row == 1

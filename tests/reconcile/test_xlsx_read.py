@@ -196,3 +196,136 @@ def test_cells_as_written_refused_exactly_over_the_limit(
             xlsx.check_workbook(str(book))
     else:
         assert xlsx.check_workbook(str(book))[0].name == "S"
+
+
+# --- the bounds check against calamine's own rules (issue 14) ------------------------------
+
+_ROWS, _COLS = 1_048_576, 16_384
+_ROW_NUMBERS = st.one_of(st.integers(1, 40), st.sampled_from([_ROWS, _ROWS + 1]))
+_COL_NUMBERS = st.one_of(st.integers(1, 40), st.sampled_from([_COLS - 2, _COLS, _COLS + 1]))
+_SPELLING = st.fixed_dictionaries({
+    "quote": st.sampled_from(['"', "'"]),
+    "space": st.sampled_from([" ", "\t", "\n", "  "]),
+    "equals": st.sampled_from(["=", " = ", "= "]),
+    "prefix": st.sampled_from(["", "", "x:"]),
+    "lower": st.booleans(),
+    "r_last": st.booleans(),
+})  # fmt: skip
+_CELL = st.tuples(st.none() | st.tuples(_ROW_NUMBERS, _COL_NUMBERS), st.booleans(), _SPELLING)
+_ROW = st.tuples(st.none() | _ROW_NUMBERS, st.lists(_CELL, max_size=6), _SPELLING)
+
+
+def _letters(col: int) -> str:
+    out = ""
+    while col:
+        col, rest = divmod(col - 1, 26)
+        out = chr(65 + rest) + out
+    return out
+
+
+def _attr(name: str, value: str, s: dict[str, object]) -> str:
+    q = str(s["quote"])
+    return f"{s['space']}{name}{s['equals']}{q}{value}{q}"
+
+
+def _sheet_xml(rows: list[tuple[object, ...]]) -> bytes:
+    out = []
+    for row_r, cells, s in rows:
+        p = s["prefix"]  # type: ignore[index]
+        out.append(f"<{p}row" + (_attr("r", str(row_r), s) if row_r else "") + ">")  # type: ignore[arg-type]
+        for ref, valued, c in cells:  # type: ignore[attr-defined]
+            attrs = [_attr("t", "n", c)]
+            if ref is not None:
+                letters = _letters(ref[1])
+                attrs.append(_attr("r", (letters.lower() if c["lower"] else letters)
+                                   + str(ref[0]), c))
+                if not c["r_last"]:
+                    attrs.reverse()
+            q = c["prefix"]
+            body = f"<{q}v>1</{q}v>" if valued else ""
+            out.append(f"<{q}c{''.join(attrs)}>{body}</{q}c>")
+        out.append(f"</{p}row>")
+    return "".join(out).encode()
+
+
+def _calamine(
+    rows: list[tuple[object, ...]], limit: int
+) -> tuple[bool, tuple[int, int] | None, int]:
+    """calamine 0.36's walk (XlsxCellReader::next_cell, Range::from_sparse), written
+    apart from the module's: (refused, the rectangle's (rows, columns), first row).
+    Refused: a cell past a spreadsheet's bounds, more cells than ``limit``, or a
+    rectangle of more than twice ``limit``."""
+    row_index = col_index = count = 0
+    valued: list[tuple[int, int]] = []
+    past = False
+    for row_r, cells, _ in rows:
+        if row_r:
+            row_index = int(row_r) - 1  # type: ignore[call-overload]
+        for ref, has_value, _s in cells:  # type: ignore[attr-defined]
+            pos = (ref[0] - 1, ref[1] - 1) if ref else (row_index, col_index)
+            col_index = pos[1] + 1
+            count += 1
+            past |= pos[0] >= _ROWS or pos[1] >= _COLS
+            if has_value:
+                valued.append(pos)
+        row_index += 1
+        col_index = 0
+    if not valued:
+        return past or count > limit, None, 1
+    top, bottom = min(r for r, _ in valued), max(r for r, _ in valued)
+    left, right = min(c for _, c in valued), max(c for _, c in valued)
+    shape = (bottom - top + 1, right - left + 1)
+    return past or count > limit or shape[0] * shape[1] > 2 * limit, shape, top + 1
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_ROW, max_size=8))
+def test_refused_exactly_when_calamine_would_span_too_many_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[tuple[object, ...]]
+) -> None:
+    """Random sheets (references in any spelling and order, cells and rows without
+    ``r``, empty cells): refused exactly when the model of calamine says so; when
+    not, calamine (fastexcel) reads the rectangle the model computed."""
+    import fastexcel
+
+    from ecrlink.reconcile import xlsx
+
+    from .test_hostile import _bomb
+
+    monkeypatch.setattr(xlsx, "MAX_XLSX_CELLS", 1000)
+    book = _bomb(tmp_path / "s.xlsx", 0, _sheet_xml(rows))
+    refused, shape, first = _calamine(rows, 1000)
+    if refused:
+        with pytest.raises(InputFileError, match="XLSX refused"):
+            xlsx.check_workbook(str(book))
+        return
+    assert xlsx.check_workbook(str(book))[0].first_row == first
+    frame = fastexcel.read_excel(str(book)).load_sheet(0, header_row=None).to_polars()
+    assert frame.shape == (shape or (0, 0))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_ROW, max_size=8))
+def test_the_fast_pass_never_lets_a_huge_rectangle_through(
+    tmp_path: Path, rows: list[tuple[object, ...]]
+) -> None:
+    """At the real limit (where plain sheets take the fast pass): a rectangle the
+    model of calamine finds too large is refused; a sheet of small references is not.
+    (A cell past row 1,048,576 but within 1,099,999 may pass here: calamine reads it.)"""
+    from ecrlink.reconcile import xlsx
+
+    from .test_hostile import _bomb
+
+    book = _bomb(tmp_path / "s.xlsx", 0, _sheet_xml(rows))
+    limit = xlsx.MAX_XLSX_CELLS
+    _, shape, _ = _calamine(rows, limit)
+    refused = shape is not None and shape[0] * shape[1] > 2 * limit
+    small = all(ref is None or (ref[0] <= 40 and ref[1] <= 40)
+                for row_r, cells, _ in rows for ref, _v, _s in cells)  # type: ignore[attr-defined]
+    if refused:
+        with pytest.raises(InputFileError, match="XLSX refused"):
+            xlsx.check_workbook(str(book))
+    elif small and all(r is None or r <= 40 for r, _c, _s in rows):
+        xlsx.check_workbook(str(book))

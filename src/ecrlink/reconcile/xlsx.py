@@ -8,14 +8,27 @@ pass over its parts (bounded memory, about 0.1 s per 40 MB of XML) checks:
 - the parts' total uncompressed size: at most ``MAX_XLSX_BYTES``, counting what
   they really expand to (a part that expands to more than its header says is
   refused, as zip's checksum fails);
-- cells: at most ``MAX_XLSX_CELLS``, counted as written and as the rectangle from
-  the first to the last row and column a reader would fill. "As written" counts
-  every ``<c`` in the sheet's XML: each cell (``<c r=...>``, ``<c>``, ``<c/>``, or
-  with any whitespace after the name) and also a few other tags (``<col``,
-  ``<cfRule``, ``<customSheetView``...), never fewer than the cells, so a count
-  errs only toward refusing (a sheet has far fewer of those tags than cells). A
-  sheet of at most ``4 * MAX_XLSX_CELLS`` bytes is not counted: a cell takes at
-  least 4 bytes (``<c/>``), so it cannot hold more than the limit;
+- cells: at most ``MAX_XLSX_CELLS`` as written (every ``<c`` element, any prefix,
+  counted in sheets of more than ``4 * MAX_XLSX_CELLS`` bytes: a cell takes at least
+  4 bytes), and at most ``2 * MAX_XLSX_CELLS`` in the rectangle calamine allocates:
+  (last - first row + 1) x (last - first column + 1) over the cells with a value,
+  each placed as calamine 0.36 places it (its own ``r``, quoted either way, spaces
+  around ``=``, any prefix, the last ``r`` if two; or, without ``r``, after the cell
+  before it and the row's ``r``). A million rows of 30 columns fit.
+
+  A fast pass proves a sheet *plain*: with whitespace, ``=``, quotes, ``>`` and ``/``
+  made one character and ``:`` made ``<`` (``_SEPARATORS``), every cell element's
+  first attribute is ``r``, and every ``r`` attribute anywhere names at most three
+  capitals and a row of at most 1,099,999 (two regex searches per chunk). Its cells
+  then lie within rows 1..1,099,999 and columns A..the widest named, and that
+  rectangle must fit. Any other sheet (a cell without ``r``, prefixed or lowercase
+  references, odd spellings, or a bound that does not fit) is read again with expat
+  replaying calamine's rules exactly (``_Replay``; seconds for a large sheet), and
+  refused if it is not well-formed XML, has a DOCTYPE, nests elements in a cell
+  value that calamine would misread, or puts a cell past row 1,048,576 or column
+  XFD. A cell is counted as having a value if it has ``<is>``, or ``<v>`` with text
+  or a type other than ``n``/``s`` (calamine drops the rest; counting one too many
+  only errs toward refusing);
 - a shared string (text used by cells) at most ``MAX_SHARED_STRING_BYTES`` of XML:
   Excel holds at most 32,767 characters in a cell, and each cell that uses a
   shared string gets its own copy.
@@ -34,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree
+from xml.parsers import expat
 
 from .._exceptions import InputFileError
 
@@ -56,17 +70,40 @@ MAX_XLSX_CELLS = 30_000_000
 1,048,576 rows; a million rows of 30 columns fit)."""
 MAX_SHARED_STRING_BYTES = 256 * 1024
 """One shared string item's XML (32,767 characters of up to 4 bytes, and markup)."""
-_MIN_CELL_BYTES = 4
-"""The least XML a cell takes (``<c/>``)."""
 _SMALL_PART = 16 * 1024 * 1024
 """workbook.xml and its relationships: read whole, so bounded on their own."""
 _CHUNK = 1 << 20
 
-_ROW_TAG = re.compile(rb'<row[^>]*?\sr="([0-9]+)"')
-_WIDE_REF = re.compile(rb'\sr="([A-Z]{2,3})[0-9]')
-_VALUE = re.compile(rb"<v>|<v\s|<is>")
-_PAST_Z = re.compile(rb' r="[A-Z]{2}')
-"""A reference past column Z (two letters): one search, no copy of the chunk."""
+_TAIL = 64
+"""Bytes of a chunk read again with the next (a tag cut by the chunk's edge)."""
+_EDGE = 32
+"""A match this near a chunk's end may be cut short: judged with the next chunk."""
+_ROWS, _COLUMNS = 1_048_576, 16_384
+"""A spreadsheet's last row and column (XFD)."""
+_MIN_CELL_BYTES = 4
+"""The least XML a cell takes (``<c/>``)."""
+_FAST_ROWS = 1_099_999
+"""The highest row a plain reference names (up to 6 digits, or 7 starting "10")."""
+
+_SEPARATORS = bytes.maketrans(b" \t\n\r='>/:", b'"' * 8 + b"<")
+"""Whitespace, '=', quotes, '>' and '/' to '"', and ':' to '<': each spelling of a
+tag or an attribute calamine reads as the same becomes one (module docstring)."""
+_NORMAL = bytes.maketrans(
+    b" \t\n\r='>/:0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    b'"' * 8 + b"<" + b"0" * 10 + b"A" * 26,
+)
+"""``_SEPARATORS``, and every digit to '0' and capital to 'A': a plain reference is
+then ``A`` and one to six ``0``."""
+_NOT_PLAIN_CELL = re.compile(rb'<c"(?!r""A)')
+"""A cell (any prefix: ':' became '<') whose first attribute is not ``r`` naming
+a capital letter."""
+_BAD_R = re.compile(rb'"r""(?!A?0{1,6}")')
+"""An ``r`` attribute (of a cell, a row, anything, anywhere in a tag) that is not a
+reference of one capital and at most six digits."""
+_BAD_R_EXACT = re.compile(rb'"r""(?![A-Z]{0,3}(?:[1-9][0-9]{0,5}|10[0-9]{5})")')
+_WIDE = re.compile(rb'"r""([A-Z]{2,3})[0-9]')
+_REF_ROW = re.compile(rb"[A-Z]{1,3}([0-9]{1,7})")
+_FIRST_VALUE = re.compile(rb'<(?:v|is)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,54 +211,229 @@ def _scan_shared_strings(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
 
 def _scan_sheet(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str,
                 before: int) -> tuple[int, int]:
-    """(uncompressed size, first row with a value) of one worksheet, checking cells."""
+    """(uncompressed size, first row with a value) of one worksheet, checking cells.
+
+    One fast pass (module docstring) proves the sheet plain, or ``_replay`` reads it
+    again as calamine does.
+    """
     size = cells = 0
-    last_row = 0
+    width = 26  # one-letter references: columns A..Z
+    is_plain = True
     first_row: int | None = None
-    width = 26  # columns A..Z need no look; wider references are few
     tail = b""
     # A cell is at least 4 bytes ("<c/>"): a sheet this small holds too few to count.
     # (zipfile stops a part at its header's size; the check below makes sure.)
     small = _MIN_CELL_BYTES * MAX_XLSX_CELLS
     count = info.file_size > small
-    for chunk in _chunks(zf, info, path, before):
+    chunks = _chunks(zf, info, path, before)
+    chunk = next(chunks, b"")
+    while chunk:
+        following = next(chunks, b"")
         size += len(chunk)
-        text = tail + chunk
+        text = chunk.translate(_NORMAL)
+        # The seam: the last chunk's tail and this chunk's head, for a tag cut by the
+        # edge (matches wholly in either side are found in that side).
+        seam = (tail + chunk[:_TAIL]).translate(_NORMAL)
         if count:
-            # One count for every kind of cell tag (module docstring): a third faster
-            # than counting "<c " and "<c>" apart, and it also counts "<c/>",
-            # "<c\tr=...>" and the like, which those missed. Only over-counts.
-            # Counted in text less the tail (counted last time): a tag cut by the
-            # chunk's edge counts once.
-            cells += text.count(b"<c") - tail.count(b"<c")
+            cells += text.count(b'<c"') + seam.count(b'<c"') - (
+                seam[: len(tail)].count(b'<c"') + seam[len(tail) :].count(b'<c"'))
+            if cells > MAX_XLSX_CELLS:
+                raise _refuse(path, f"a sheet has more than {MAX_XLSX_CELLS:,} cells")
         elif size > small:
             raise _refuse(path, f"{info.filename} is larger than its header says")
-        # Rows are in order: the chunk's last row tag is the highest so far.
-        at = text.rfind(b"<row ")
-        if at >= 0 and (row := _ROW_TAG.match(text, at)):
-            last_row = max(last_row, int(row[1]))
-        if first_row is None and (value := _VALUE.search(text)):
-            before_value = text.rfind(b"<row ", 0, value.start())
-            row = _ROW_TAG.match(text, before_value) if before_value >= 0 else None
-            first_row = int(row[1]) if row else (last_row or 1)
-        if _PAST_Z.search(text):
-            # A column past Z (few statements have one): which is the widest.
-            for letters in set(_WIDE_REF.findall(text)):
-                width = max(width, _column_number(letters))
-        span = max(last_row - (first_row or 1) + 1, 0) * width
-        if cells > MAX_XLSX_CELLS or span > MAX_XLSX_CELLS * 2:
-            raise _refuse(path, f"a sheet has more than {MAX_XLSX_CELLS:,} cells")
-        tail = text[-64:]
-    if first_row is not None and (last_row - first_row + 1) * width > MAX_XLSX_CELLS * 2:
-        raise _refuse(path, f"a sheet spans more than {MAX_XLSX_CELLS:,} cells")
+        if is_plain:
+            edge = len(text) if not following else len(text) - _EDGE
+            is_plain, width = _plain(text, edge, width, chunk)
+            if is_plain and tail:
+                is_plain, width = _plain(seam, len(tail), width, tail + chunk[:_TAIL])
+        if is_plain and first_row is None and (value := _FIRST_VALUE.search(text)):
+            at = text.rfind(b'<c"r""', 0, value.start())
+            ref = _REF_ROW.match(chunk, at + 6) if at >= 0 else None
+            if ref is None:
+                is_plain = False  # its cell starts in the last chunk: let the replay say
+            else:
+                first_row = int(ref[1])
+        tail = chunk[-_TAIL:]
+        chunk = following
+    if not (is_plain and _FAST_ROWS * width <= 2 * MAX_XLSX_CELLS):
+        first_row = _replay(zf, info, path, before)
     return size, first_row or 1
+
+
+def _plain(text: bytes, edge: int, width: int, raw: bytes) -> tuple[bool, int]:
+    """Whether the cells that start in ``text`` before ``edge`` are plain (module
+    docstring); the widest column they name. ``raw`` is ``text`` untranslated.
+
+    A match past ``edge`` may be cut short by the chunk's end: the next chunk's seam
+    judges it whole.
+    """
+    bad = _NOT_PLAIN_CELL.search(text, 0, edge + 8)
+    if bad is not None and bad.start() < edge:
+        return False, width
+    bad = _BAD_R.search(text, 0, edge + 16)
+    if bad is None or bad.start() >= edge:
+        return True, width
+    # A reference past column Z or row 999,999 (few statements have one): plain if
+    # its letters are at most three and its row at most 1,099,999; which is widest.
+    exact = raw.translate(_SEPARATORS)
+    bad = _BAD_R_EXACT.search(exact, 0, edge + 16)
+    if bad is not None and bad.start() < edge:
+        return False, width
+    for letters in set(_WIDE.findall(exact, 0, edge)):
+        width = max(width, _column_number(letters))
+    return True, width
 
 
 def _column_number(letters: bytes) -> int:
     n = 0
-    for ch in letters:
+    for ch in letters.upper():
         n = n * 26 + (ch - 64)
     return n
+
+
+def _replay(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, before: int) -> int:
+    """Read a sheet that is not plain as calamine does (module docstring); its first
+    row with a value, or refused."""
+    replay = _Replay(path)
+    parser = expat.ParserCreate()  # no namespaces: names as written, as calamine
+    parser.buffer_text = True
+    parser.StartElementHandler = replay.start
+    parser.EndElementHandler = replay.end
+    parser.CharacterDataHandler = replay.text
+    parser.StartDoctypeDeclHandler = replay.doctype
+    try:
+        for chunk in _chunks(zf, info, path, before):
+            parser.Parse(chunk, False)
+            if replay.done:
+                break
+        else:
+            parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        raise _refuse(path, f"{info.filename} is not well-formed XML ({exc})") from None
+    return replay.finish()
+
+
+_NESTED = frozenset({"c", "row", "v", "f", "is", "sheetData"})
+"""Names calamine would take for a cell's end, a row or the sheet's end if they
+stood inside a cell's value: refused there."""
+
+
+class _Replay:
+    """calamine 0.36's walk over a sheet's cells (``XlsxCellReader::next_cell``), with
+    every position kept to a spreadsheet's bounds and the rectangle it would fill."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inside = False
+        self.done = False
+        self.row = self.col = 0  # calamine's row_index and col_index (0-based)
+        self.depth = 0  # > 0: inside a cell, that many elements deep
+        self.cell = (0, 0)
+        self.kind: str | None = None
+        self.valued = False
+        self.in_v = False
+        self.top = self.left = 1 << 40
+        self.bottom = self.right = -1
+
+    def doctype(self, *_: object) -> None:
+        # A DTD's entities and default attributes would make expat see what calamine
+        # does not; a spreadsheet never has one.
+        raise _refuse(self.path, "a worksheet declares a DOCTYPE")
+
+    def start(self, name: str, attrs: dict[str, str]) -> None:
+        if self.done:
+            return
+        local = name[name.find(":") + 1 :]
+        if not self.inside:
+            self.inside = local == "sheetData"
+        elif self.depth:
+            if self.depth == 1 and local not in ("v", "f", "is"):
+                raise _refuse(self.path, f"a cell holds a <{_shown(name)}> element")
+            if self.depth > 1 and local in _NESTED:
+                raise _refuse(self.path, f"a cell's value holds a <{_shown(name)}> element")
+            if self.depth == 1:
+                self.in_v = local == "v"
+                # calamine keeps a value for <is>, and for <v> with text or of a
+                # type that keeps even an empty one ("str", ...): counted if maybe.
+                self.valued |= local == "is" or (self.in_v and self.kind not in (
+                    None, "n", "s"))
+            self.depth += 1
+        elif local == "row":
+            ref = attrs.get("r")
+            if ref is not None:
+                self.row = _row_reference(ref, self.path)
+        elif local == "c":
+            ref = attrs.get("r")
+            if ref is not None:
+                self.cell = _cell_reference(ref, self.path)
+                self.col = self.cell[1]
+            else:
+                self.cell = (self.row, self.col)
+                if self.row >= _ROWS or self.col >= _COLUMNS:
+                    raise _refuse(self.path, "a cell lies past a spreadsheet's last row "
+                                             "or column")
+            self.depth = 1
+            self.kind = attrs.get("t")
+            self.valued = self.in_v = False
+
+    def text(self, data: str) -> None:
+        if self.in_v and data:
+            self.valued = True
+
+    def end(self, name: str) -> None:
+        if not self.inside or self.done:
+            return
+        local = name[name.find(":") + 1 :]
+        if self.depth:
+            self.depth -= 1
+            if self.depth == 1:
+                self.in_v = False
+            elif self.depth == 0:
+                self.col = self.cell[1] + 1
+                if self.valued:
+                    row, col = self.cell
+                    self.top, self.bottom = min(self.top, row), max(self.bottom, row)
+                    self.left, self.right = min(self.left, col), max(self.right, col)
+        elif local == "row":
+            self.row += 1
+            self.col = 0
+        elif local == "sheetData":
+            self.done = True
+
+    def finish(self) -> int:
+        if self.bottom < 0:
+            return 1
+        span = (self.bottom - self.top + 1) * (self.right - self.left + 1)
+        if span > 2 * MAX_XLSX_CELLS:
+            raise _refuse(self.path, f"a sheet spans {span:,} cells, more than the "
+                                     f"{2 * MAX_XLSX_CELLS:,} allowed")
+        return self.top + 1
+
+
+_CELL_REF = re.compile(r"([A-Za-z]{1,3})([0-9]{1,7})")
+_ROW_REF = re.compile(r"[A-Za-z]{0,3}([0-9]{1,7})")
+
+
+def _cell_reference(ref: str, path: str) -> tuple[int, int]:
+    """(row, column), 0-based, of a cell's ``r``, within a spreadsheet's bounds."""
+    match = _CELL_REF.fullmatch(ref)
+    if match is not None:
+        row, col = int(match[2]), _column_number(match[1].encode())
+        if 1 <= row <= _ROWS and col <= _COLUMNS:
+            return row - 1, col - 1
+    raise _refuse(path, f"a cell's reference {_shown(ref)!r} is not a spreadsheet's")
+
+
+def _row_reference(ref: str, path: str) -> int:
+    match = _ROW_REF.fullmatch(ref)
+    if match is not None and int(match[1]) >= 1:
+        return int(match[1]) - 1  # past the last row: refused if a cell lies there
+    raise _refuse(path, f"a row's number {_shown(ref)!r} is not a spreadsheet's")
+
+
+def _shown(text: str) -> str:
+    """At most 20 characters of a file's text, on one line."""
+    return text[:20].encode("unicode_escape").decode("ascii")
 
 
 def read_sheet(path: str, index: int) -> pl.DataFrame:
