@@ -191,7 +191,9 @@ def _json_lines(table: pl.DataFrame, first: bool) -> bytes:
     return buffer.getvalue()
 
 
-_NON_ASCII = re.compile("[^\x00-\x7f]")
+_NON_ASCII = re.compile("[^\x00-\x7e]")
+"""What ``json.dumps(ensure_ascii=True)`` escapes beyond polars' own escapes: every
+non-ASCII character, and DEL (0x7f)."""
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -211,7 +213,7 @@ def json_chunks(report: Report, *, ascii_only: bool = False) -> Iterator[bytes]:
     yield (head[:-1] + ', "rows": [').encode()
     def build(start: int) -> bytes:
         chunk = _json_lines(report.table(start=start, length=_CHUNK_ROWS), first=not start)
-        if ascii_only and not chunk.isascii():
+        if ascii_only and (not chunk.isascii() or b"\x7f" in chunk):
             chunk = _NON_ASCII.sub(_escape, chunk.decode()).encode()
         return chunk
 
