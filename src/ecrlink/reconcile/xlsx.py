@@ -3,7 +3,7 @@
 An XLSX file is a zip of XML; 400 KB of it can expand to gigabytes (a zip bomb), or
 name two cells a million rows and sixteen thousand columns apart, which a reader
 turns into billions of empty cells. Before calamine sees a workbook, one streaming
-pass over its parts (bounded memory, about 0.1 s per 40 MB of XML) checks:
+pass over its parts (bounded memory, about 0.25 s per 40 MB of XML) checks:
 
 - the parts' total uncompressed size: at most ``MAX_XLSX_BYTES``, counting what
   they really expand to (a part that expands to more than its header says is
