@@ -329,3 +329,65 @@ def test_the_fast_pass_never_lets_a_huge_rectangle_through(
             xlsx.check_workbook(str(book))
     elif small and all(r is None or r <= 40 for r, _c, _s in rows):
         xlsx.check_workbook(str(book))
+
+
+_LONG_SPELLING = st.fixed_dictionaries({
+    "quote": st.sampled_from(['"', "'"]),
+    "space": st.sampled_from([" ", "\t", " " * 70, " " * 200, "\n" * 65]),
+    "equals": st.sampled_from(["=", " = ", " " * 80 + "=" + " " * 80]),
+    "prefix": st.sampled_from(["", "x:"]),
+    "lower": st.booleans(),
+    "r_last": st.booleans(),
+})  # fmt: skip
+_LONG_CELL = st.tuples(st.none() | st.tuples(_ROW_NUMBERS, _COL_NUMBERS), st.booleans(),
+                       _LONG_SPELLING)
+_LONG_ROW = st.tuples(st.none() | _ROW_NUMBERS, st.lists(_LONG_CELL, max_size=6), _LONG_SPELLING)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(_LONG_ROW, max_size=10), chunk=st.integers(130, 600))
+def test_no_chunk_edge_lets_a_huge_rectangle_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: list[tuple[object, ...]],
+    chunk: int,
+) -> None:
+    """The fast pass reads a sheet a chunk at a time and judges a tag cut by a chunk's
+    edge with the next chunk. With chunks of a few hundred bytes, and references
+    spread over runs of whitespace longer than the part it reads again, every edge
+    falls somewhere new: a rectangle too large for calamine is still refused."""
+    from ecrlink.reconcile import xlsx
+
+    from .test_hostile import _bomb
+
+    monkeypatch.setattr(xlsx, "_CHUNK", chunk)
+    book = _bomb(tmp_path / "s.xlsx", 0, _sheet_xml(rows))
+    limit = xlsx.MAX_XLSX_CELLS
+    _, shape, _ = _calamine(rows, limit)
+    if shape is not None and shape[0] * shape[1] > 2 * limit:
+        with pytest.raises(InputFileError, match="XLSX refused"):
+            xlsx.check_workbook(str(book))
+
+
+@pytest.mark.parametrize("far", ["XFD1048576", "BF1048576"])
+def test_a_wide_reference_at_any_place_around_a_chunk_edge_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, far: str
+) -> None:
+    """The fast pass reads a wide reference's column from the chunk where it starts;
+    when the chunk's edge cut it before its digits, the column was missed (14 of
+    these 256 places let A1:XFD1048576 through)."""
+    from ecrlink.reconcile import xlsx
+
+    from .test_hostile import _bomb
+
+    monkeypatch.setattr(xlsx, "_CHUNK", 256)
+    for pad in range(256):  # the far reference at each place of a chunk
+        sheet = (
+            '<row r="1"><c r="A1" t="n"><v>1</v></c></row>'
+            f'<row r="2"><c r="A2" t="inlineStr"><is><t>{"x" * pad}</t></is></c></row>'
+            f'<row r="3"><c r="{far}" t="n"><v>1</v></c></row>'
+            + "".join(f'<row r="{n}"><c r="A{n}" t="n"><v>1</v></c></row>'
+                      for n in range(4, 30))
+        )  # fmt: skip
+        book = _bomb(tmp_path / f"far{pad}.xlsx", 0, sheet.encode())
+        with pytest.raises(InputFileError, match="XLSX refused"):
+            xlsx.check_workbook(str(book))

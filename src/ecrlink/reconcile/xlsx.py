@@ -279,7 +279,9 @@ def _plain(text: bytes, edge: int, width: int, raw: bytes) -> tuple[bool, int]:
     bad = _BAD_R_EXACT.search(exact, 0, edge + 16)
     if bad is not None and bad.start() < edge:
         return False, width
-    for letters in set(_WIDE.findall(exact, 0, edge)):
+    # A reference starting before the edge is read whole: its digits may lie past it.
+    wide = {m[1] for m in _WIDE.finditer(exact, 0, edge + 16) if m.start() < edge}
+    for letters in wide:
         width = max(width, _column_number(letters))
     return True, width
 
